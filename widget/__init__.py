@@ -1,0 +1,50 @@
+"""reactions: a self-hosted emoji-reaction bar, counted in Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from . import config
+from .embedded_redis import socket_url
+from .store import Store, connect
+
+__version__ = "0.1.0"
+
+
+def resource_dir(name: str) -> str:
+    """`static/` or `templates/`: inside the installed wheel, else at the project's top level."""
+    here = Path(__file__).resolve().parent
+    packaged = here / name
+    return str(packaged if packaged.is_dir() else here.parent / name)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """The app factory. Nothing connects to Redis here; the pool connects on first use.
+
+    Without `REDIS_URL` the app talks to the embedded Redis of `REACTIONS_DATA_DIR`, which
+    `reactions serve` starts.
+    """
+    settings = config.load(overrides=test_config)
+    app = Flask(
+        __name__,
+        static_folder=resource_dir("static"),
+        template_folder=resource_dir("templates"),
+    )
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["REACTIONS_MAX_BODY_BYTES"]
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+    url = settings["REDIS_URL"] or socket_url(settings["REACTIONS_DATA_DIR"])
+    client = connect(url, settings["REACTIONS_REDIS_TIMEOUT"])
+    app.extensions["reactions"] = Store(client, secret=settings["REACTIONS_SECRET_KEY"])
+
+    from . import api, embed, errors
+
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.health)
+    app.register_blueprint(embed.bp)
+    return app

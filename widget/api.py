@@ -1,0 +1,130 @@
+"""The public JSON API the widget talks to: read counts, set a reaction, health."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, g, jsonify, request
+from flask_cors import cross_origin
+
+from . import security
+from .reactions import (
+    MAX_BATCH_ARTICLES,
+    InvalidField,
+    UnknownSite,
+    normalize_article,
+    summary,
+    validate_choice,
+    validate_reader,
+    validate_site,
+    validate_title,
+    validate_url,
+)
+from .store import Site, current_store
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health = Blueprint("health", __name__)
+
+
+def known_site(name: object) -> Site:
+    site = current_store().get_site(validate_site(name))
+    if site is None:
+        raise UnknownSite(f"site '{name}' is not registered on this server")
+    return site
+
+
+def read_response(body: dict) -> Response:
+    """Public reads: any origin may read; the ETag makes a repeat poll a cheap 304."""
+    response = jsonify(body)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "public, no-cache"
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@bp.get("/reactions", provide_automatic_options=False)
+def get_reactions():
+    site = known_site(request.args.get("site"))
+    article = normalize_article(request.args.get("article"))
+    counts = current_store().counts(site.name, article)
+    return read_response(summary(site.name, article, site.reactions, counts))
+
+
+@bp.get("/reactions/batch")
+@cross_origin(origins="*", max_age=security.PREFLIGHT_MAX_AGE)
+def get_reactions_batch():
+    site = known_site(request.args.get("site"))
+    requested = list(dict.fromkeys(request.args.getlist("article")))
+    if not requested:
+        raise InvalidField("give at least one 'article' parameter")
+    if len(requested) > MAX_BATCH_ARTICLES:
+        raise InvalidField(f"at most {MAX_BATCH_ARTICLES} articles per batch")
+    articles = [normalize_article(a) for a in requested]
+    all_counts = current_store().counts_many(site.name, articles)
+    return read_response(
+        {
+            "articles": {
+                asked: summary(site.name, article, site.reactions, counts)
+                for asked, article, counts in zip(requested, articles, all_counts, strict=True)
+            }
+        }
+    )
+
+
+@bp.route("/reactions", methods=["OPTIONS"])
+def preflight_reactions():
+    return security.preflight(request)
+
+
+@bp.post("/reactions", provide_automatic_options=False)
+def post_reaction():
+    security.require_json(request)
+    data = parse_json_object()
+    site = known_site(data.get("site"))
+    g.write_origin = security.require_allowed_origin(request, site)
+    article = normalize_article(data.get("article"))
+    reader = validate_reader(data.get("reader"))
+    if "reaction" not in data:
+        raise InvalidField("'reaction' is required: a reaction id, or null to take it back")
+    choice = validate_choice(data["reaction"], site.reactions)
+    url = validate_url(data.get("url"))
+    title = validate_title(data.get("title"))
+
+    store = current_store()
+    _, counts = store.set_reaction(
+        site.name, article, store.reader_hash(site.name, reader), choice, url, title
+    )
+    body = summary(site.name, article, site.reactions, counts)
+    body["mine"] = choice
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.after_request
+def add_write_cors(response: Response) -> Response:
+    # Also on errors after the origin check, so the allowed page can read what went wrong.
+    origin = g.get("write_origin")
+    return security.allow_write_origin(response, origin) if origin else response
+
+
+def parse_json_object() -> dict:
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidField("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidField("the body must be a JSON object")
+    return data
+
+
+@health.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+def readyz():
+    current_store().ping()  # a RedisError becomes a 503 in errors.py
+    return {"status": "ready"}

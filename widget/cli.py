@@ -1,0 +1,193 @@
+"""The `reactions` command: run the server and manage sites."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import click
+import redis
+
+from . import __version__, config
+from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
+from .reactions import ReactionsError, validate_origin, validate_site
+from .store import Site, Store, connect
+
+
+def settings() -> dict:
+    try:
+        return config.load()
+    except config.ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@contextlib.contextmanager
+def open_store() -> Iterator[Store]:
+    """The configured Redis; else the embedded one of the data directory, running or not."""
+    conf = settings()
+    url = conf["REDIS_URL"] or socket_url(conf["REACTIONS_DATA_DIR"])
+    embedded = None
+    try:
+        if not conf["REDIS_URL"] and not answers(url):
+            embedded = EmbeddedRedis(conf["REACTIONS_DATA_DIR"], conf["REACTIONS_APPENDFSYNC"])
+            embedded.start()
+        yield Store(connect(url, conf["REACTIONS_REDIS_TIMEOUT"] * 4), conf["REACTIONS_SECRET_KEY"])
+    except EmbeddedRedisError as error:
+        raise click.ClickException(str(error)) from None
+    except redis.RedisError as error:
+        raise click.ClickException(f"cannot reach Redis at {url}: {error}") from None
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reactions")
+def main() -> None:
+    """reactions: a self-hosted emoji-reaction bar counted in Redis.
+
+    Settings come from the environment: REDIS_URL (unset: an embedded Redis in
+    REACTIONS_DATA_DIR, default ./var), REACTIONS_SECRET_KEY, REACTIONS_APPENDFSYNC.
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Processes."
+)
+@click.option(
+    "--threads", default=16, show_default=True, type=click.IntRange(1, 1000),
+    help="Threads per worker process.",
+)  # fmt: skip
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the server under gunicorn.
+
+    Without REDIS_URL it first starts the embedded Redis (AOF persistence in
+    REACTIONS_DATA_DIR) and stops it again when the server stops (Ctrl-C or SIGTERM).
+    """
+    conf = settings()
+    env = dict(os.environ)
+    embedded = None
+    if not conf["REDIS_URL"]:
+        embedded = EmbeddedRedis(conf["REACTIONS_DATA_DIR"], conf["REACTIONS_APPENDFSYNC"])
+        try:
+            embedded.start()
+        except EmbeddedRedisError as error:
+            raise click.ClickException(str(error)) from None
+        env["REDIS_URL"] = embedded.url
+        click.echo(f"Embedded Redis: data in {embedded.data_dir}")
+
+    args = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--worker-class", "gthread",
+        "--threads", str(threads),
+        "--graceful-timeout", "5",
+        "--no-control-socket",
+        "widget:create_app()",
+    ]  # fmt: skip
+    server = subprocess.Popen(args, env=env)
+    stopping = []
+
+    def stop(signum, _frame):
+        stopping.append(signum)
+        server.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        if wait_until_up(f"{base}/healthz", server):
+            click.echo(f"Demo page: {base}/demo")
+        returncode = wait_for(server)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
+        if embedded:
+            embedded.stop()
+            click.echo("Embedded Redis stopped.")
+    if returncode and not stopping:
+        sys.exit(returncode)
+
+
+def wait_for(server: subprocess.Popen) -> int:
+    while True:
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to gunicorn too; let it finish its requests.
+            continue
+
+
+def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@main.group()
+def sites() -> None:
+    """Register the sites that may embed the bar."""
+
+
+@sites.command("add")
+@click.argument("name")
+@click.option(
+    "--origin", "origins", multiple=True, required=True,
+    help="An origin whose pages may send reactions, e.g. https://blog.example.com (repeat).",
+)  # fmt: skip
+def sites_add(name: str, origins: tuple[str, ...]) -> None:
+    """Register site NAME (or replace its origins)."""
+    try:
+        site_name = validate_site(name)
+        allowed = tuple(dict.fromkeys(validate_origin(o) for o in origins))
+    except ReactionsError as error:
+        raise click.BadParameter(error.detail) from None
+    with open_store() as store:
+        existing = store.get_site(site_name)
+        reactions = existing.reactions if existing else Site(site_name, ()).reactions
+        site = store.save_site(Site(site_name, allowed, reactions))
+    click.echo(f"Site '{site.name}' allows {', '.join(site.origins)}.")
+    click.echo("Embed it with:")
+    click.echo(
+        '  <script src="https://YOUR-REACTIONS-SERVER/embed.js" '
+        f'data-site="{site.name}" async></script>'
+    )
+    click.echo('  <emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>')
+
+
+@sites.command("list")
+def sites_list() -> None:
+    """Show every site and its allowed origins."""
+    with open_store() as store:
+        for site in store.list_sites():
+            origins = ", ".join(
+                "(this server's own origin)" if o == "self" else o for o in site.origins
+            )
+            click.echo(f"{site.name}\t{origins}")
+
+
+@sites.command("remove")
+@click.argument("name")
+def sites_remove(name: str) -> None:
+    """Stop accepting reactions for site NAME (its counts stay in Redis)."""
+    with open_store() as store:
+        if not store.remove_site(name):
+            raise click.ClickException(f"no registered site '{name}'")
+    click.echo(f"Site '{name}' removed.")

@@ -1,0 +1,70 @@
+"""Settings from the environment, typed and validated in one place.
+
+Invalid values fail at start-up with a message that names the variable, never later in a
+request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+DEFAULTS = {
+    "REDIS_URL": "",
+    "REACTIONS_DATA_DIR": "var",
+    "REACTIONS_SECRET_KEY": "",
+    "REACTIONS_APPENDFSYNC": "everysec",
+    "REACTIONS_REDIS_TIMEOUT": 0.5,
+    "REACTIONS_MAX_BODY_BYTES": 4096,
+    "REACTIONS_RETRY_AFTER": 5,
+}
+
+APPENDFSYNC_CHOICES = ("always", "everysec", "no")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _number(name: str, raw: object, kind: type, minimum: float, maximum: float):
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = None) -> dict:
+    """Defaults, then `REACTIONS_*`/`REDIS_URL` from the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    settings: dict = dict(DEFAULTS)
+    for name in DEFAULTS:
+        if environ.get(name, "") != "":
+            settings[name] = environ[name]
+    settings.update(overrides or {})
+
+    url = settings["REDIS_URL"]
+    if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+    if settings["REACTIONS_APPENDFSYNC"] not in APPENDFSYNC_CHOICES:
+        raise ConfigError(
+            f"REACTIONS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_CHOICES)}, "
+            f"got {settings['REACTIONS_APPENDFSYNC']!r}"
+        )
+    settings["REACTIONS_REDIS_TIMEOUT"] = _number(
+        "REACTIONS_REDIS_TIMEOUT", settings["REACTIONS_REDIS_TIMEOUT"], float, 0.05, 30
+    )
+    settings["REACTIONS_MAX_BODY_BYTES"] = _number(
+        "REACTIONS_MAX_BODY_BYTES", settings["REACTIONS_MAX_BODY_BYTES"], int, 512, 1 << 20
+    )
+    settings["REACTIONS_RETRY_AFTER"] = _number(
+        "REACTIONS_RETRY_AFTER", settings["REACTIONS_RETRY_AFTER"], int, 1, 3600
+    )
+    secret = settings["REACTIONS_SECRET_KEY"]
+    if secret and len(secret) < 16:
+        raise ConfigError("REACTIONS_SECRET_KEY must be at least 16 characters long")
+    settings["REACTIONS_DATA_DIR"] = os.path.abspath(settings["REACTIONS_DATA_DIR"])
+    return settings

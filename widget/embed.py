@@ -1,0 +1,110 @@
+"""The embeddable script and the demo pages that embed it as a site owner would."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cache
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from . import resource_dir
+
+bp = Blueprint("embed", __name__)
+
+EMBED_PATH = os.path.join(resource_dir("static"), "js", "embed.js")
+# Short enough that a new release reaches readers soon; versioned URLs are immutable.
+EMBED_MAX_AGE = 300
+IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+
+
+@cache
+def embed_script() -> tuple[bytes, str]:
+    """The script's bytes and a content version, read once per process."""
+    with open(EMBED_PATH, "rb") as handle:
+        data = handle.read()
+    return data, hashlib.sha256(data).hexdigest()[:12]
+
+
+def script_response(max_age: int, immutable: bool = False) -> Response:
+    data, version = embed_script()
+    response = Response(data, mimetype="text/javascript")
+    response.headers["Cache-Control"] = f"public, max-age={max_age}" + (
+        ", immutable" if immutable else ""
+    )
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.set_etag(version)
+    return response.make_conditional(request)
+
+
+@bp.get("/embed.js")
+def embed_js():
+    return script_response(EMBED_MAX_AGE)
+
+
+@bp.get("/embed.<version>.js")
+def embed_versioned(version: str):
+    _, current = embed_script()
+    if version != current:
+        # An old or unknown version: send the reader to what is current.
+        return redirect(url_for("embed.embed_js"), code=302)
+    return script_response(IMMUTABLE_MAX_AGE, immutable=True)
+
+
+DEMO_ARTICLES = {
+    "slow-mornings": {
+        "title": "The case for slow mornings",
+        "minutes": 4,
+        "date": "12 November 2026",
+    },
+    "tiny-gardens": {
+        "title": "What a balcony garden taught me about patience",
+        "minutes": 6,
+        "date": "3 November 2026",
+    },
+    "night-trains": {
+        "title": "Night trains are back, and they are wonderful",
+        "minutes": 5,
+        "date": "28 October 2026",
+    },
+}
+
+
+# The demo pages run under the strict policy a careful host page would set, so they prove
+# the widget needs no inline script or style and talks only to its own server.
+DEMO_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@bp.after_request
+def demo_headers(response: Response) -> Response:
+    if request.path.startswith("/demo"):
+        response.headers["Content-Security-Policy"] = DEMO_CSP
+        response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    return response
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("embed.demo"))
+
+
+@bp.get("/demo")
+def demo():
+    return demo_article("slow-mornings")
+
+
+@bp.get("/demo/<slug>")
+def demo_article(slug: str):
+    if slug not in DEMO_ARTICLES:
+        abort(404)
+    return render_template("demo.html", slug=slug, article=DEMO_ARTICLES[slug])
+
+
+@bp.get("/demo/blog")
+def demo_blog():
+    """An index page with one bar per article: several bars batched into one request."""
+    return render_template("demo_blog.html", articles=DEMO_ARTICLES)

@@ -1,0 +1,44 @@
+"""One place that turns errors into JSON `{error, detail}` with the right status."""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .reactions import ReactionsError
+
+
+def error_response(status: int, code: str, detail: str):
+    response = jsonify(error=code, detail=detail)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ReactionsError)
+    def client_error(error: ReactionsError):
+        return error_response(error.status, error.code, error.detail)
+
+    @app.errorhandler(redis.RedisError)
+    def store_unavailable(error: redis.RedisError):
+        current_app.logger.warning("redis unavailable: %s", type(error).__name__)
+        response = error_response(
+            503, "store_unavailable", "the reaction store is unreachable; try again shortly"
+        )
+        response.headers["Retry-After"] = str(current_app.config["REACTIONS_RETRY_AFTER"])
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if not request.path.startswith(("/api/", "/healthz", "/readyz")):
+            return error
+        response = error_response(
+            error.code or 500,
+            (error.name or "error").lower().replace(" ", "_"),
+            error.description or "",
+        )
+        if error.code == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response

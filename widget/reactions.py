@@ -1,0 +1,209 @@
+"""Pure domain logic: reaction sets, validation, normalization and percentages.
+
+Nothing here does I/O, so every rule can be tested without Redis or a request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+MAX_SITE_LENGTH = 64
+MAX_ARTICLE_LENGTH = 512
+MAX_TITLE_LENGTH = 300
+MAX_URL_LENGTH = 2048
+MIN_READER_LENGTH = 16
+MAX_READER_LENGTH = 128
+MAX_BATCH_ARTICLES = 50
+
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+READER_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+REACTION_ID = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# C0/C1 control characters and the Unicode line/paragraph separators.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Reaction:
+    id: str
+    emoji: str
+    label: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "emoji": self.emoji, "label": self.label}
+
+
+DEFAULT_REACTIONS: tuple[Reaction, ...] = (
+    Reaction("happy", "\N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}", "Happy"),
+    Reaction("sad", "\N{CRYING FACE}", "Sad"),
+    Reaction("excited", "\N{GRINNING FACE WITH STAR EYES}", "Excited"),
+    Reaction("sleepy", "\N{SLEEPING FACE}", "Sleepy"),
+    Reaction("angry", "\N{ANGRY FACE}", "Angry"),
+    Reaction("surprise", "\N{FACE WITH OPEN MOUTH}", "Surprise"),
+)
+
+
+class ReactionsError(Exception):
+    """Base of the errors a client can cause; the API turns them into JSON."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidField(ReactionsError):
+    code = "invalid_field"
+
+
+class UnknownSite(ReactionsError):
+    status = 403
+    code = "unknown_site"
+
+
+class OriginNotAllowed(ReactionsError):
+    status = 403
+    code = "origin_not_allowed"
+
+
+class UnsupportedMediaType(ReactionsError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def percentages(counts: list[int]) -> list[int]:
+    """Integer percentages by the largest-remainder method.
+
+    They add up to exactly 100 when any count is positive, else all are 0. Ties in the
+    remainder go to the reaction listed first, so the result is stable for equal counts.
+    """
+    total = sum(counts)
+    if total <= 0:
+        return [0] * len(counts)
+    shares = [count * 100 // total for count in counts]
+    remainders = [count * 100 % total for count in counts]
+    missing = 100 - sum(shares)
+    by_remainder = sorted(range(len(counts)), key=lambda i: (-remainders[i], i))
+    for index in by_remainder[:missing]:
+        shares[index] += 1
+    return shares
+
+
+def summary(
+    site: str, article: str, reaction_set: tuple[Reaction, ...], counts: dict[str, int]
+) -> dict:
+    """The public body for one article: counts and percentages in the site's order."""
+    ordered = [max(0, int(counts.get(r.id, 0))) for r in reaction_set]
+    shares = percentages(ordered)
+    return {
+        "site": site,
+        "article": article,
+        "total": sum(ordered),
+        "reactions": [
+            {"id": r.id, "emoji": r.emoji, "label": r.label, "count": c, "percent": p}
+            for r, c, p in zip(reaction_set, ordered, shares, strict=True)
+        ],
+    }
+
+
+def _require_text(name: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(f"'{name}' must be a string")
+    if len(value) > max_length:
+        raise InvalidField(f"'{name}' is longer than {max_length} characters")
+    if CONTROL_CHARS.search(value):
+        raise InvalidField(f"'{name}' contains control characters")
+    return value
+
+
+def validate_site(value: object) -> str:
+    site = _require_text("site", value, MAX_SITE_LENGTH)
+    if not SITE_NAME.fullmatch(site):
+        raise InvalidField(
+            "'site' must be 1-64 lowercase letters, digits, '-' or '_', starting with a "
+            "letter or digit"
+        )
+    return site
+
+
+def normalize_article(value: object) -> str:
+    """The stored article id: trimmed; a URL loses its query and fragment.
+
+    Scheme and host of a URL are lowercased so that `HTTPS://Blog.example/post` and
+    `https://blog.example/post` count as one article.
+    """
+    article = _require_text("article", value, MAX_URL_LENGTH).strip()
+    if not article:
+        raise InvalidField("'article' must not be empty")
+    if article.lower().startswith(("http://", "https://")):
+        try:
+            parts = urlsplit(article)
+        except ValueError as error:
+            raise InvalidField(f"'article' is not a valid URL: {error}") from None
+        path = parts.path or "/"
+        article = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+    if len(article) > MAX_ARTICLE_LENGTH:
+        raise InvalidField(f"'article' is longer than {MAX_ARTICLE_LENGTH} characters")
+    return article
+
+
+def validate_reader(value: object) -> str:
+    reader = _require_text("reader", value, MAX_READER_LENGTH)
+    if len(reader) < MIN_READER_LENGTH or not READER_TOKEN.fullmatch(reader):
+        raise InvalidField(
+            f"'reader' must be {MIN_READER_LENGTH}-{MAX_READER_LENGTH} characters of "
+            "A-Z, a-z, 0-9, '-' or '_'"
+        )
+    return reader
+
+
+def validate_choice(value: object, reaction_set: tuple[Reaction, ...]) -> str | None:
+    """The reaction id to set, or None to take the reader's reaction back."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in {r.id for r in reaction_set}:
+        allowed = ", ".join(r.id for r in reaction_set)
+        raise InvalidField(f"'reaction' must be one of {allowed}, or null")
+    return value
+
+
+def validate_url(value: object) -> str:
+    if value is None:
+        return ""
+    url = _require_text("url", value, MAX_URL_LENGTH).strip()
+    if url and not url.lower().startswith(("http://", "https://")):
+        raise InvalidField("'url' must be an http(s) URL")
+    return url
+
+
+def validate_title(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidField("'title' must be a string")
+    if len(value) > MAX_TITLE_LENGTH * 4:
+        raise InvalidField(f"'title' is longer than {MAX_TITLE_LENGTH * 4} characters")
+    # Titles are display text: collapse whitespace and drop control characters.
+    return " ".join(CONTROL_CHARS.sub(" ", value).split())[:MAX_TITLE_LENGTH]
+
+
+def validate_origin(value: str) -> str:
+    """An allowed origin as the browser sends it: scheme://host[:port], no path."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidField(f"origin {value!r} must look like https://blog.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidField(f"origin {value!r} must not have a path, query or fragment")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def parse_reaction_set(items: list[dict]) -> tuple[Reaction, ...]:
+    reactions = []
+    for item in items:
+        if not REACTION_ID.fullmatch(item.get("id", "")):
+            raise InvalidField(f"reaction id {item.get('id')!r} is not valid")
+        reactions.append(Reaction(item["id"], item["emoji"], item["label"]))
+    return tuple(reactions)
