@@ -1,0 +1,325 @@
+"""The public API against a real Redis: the contract other clients rely on."""
+
+import json
+
+import pytest
+
+from widget import create_app
+from widget.store import Site
+
+ORIGIN = "http://localhost"  # the test client's own origin: the demo site accepts it
+READER = "reader-token-aaaaaaaaaaaa"
+
+
+def vote(
+    client, reaction, reader=READER, article="first-post", site="demo", origin=ORIGIN, **extra
+):
+    body = {"site": site, "article": article, "reader": reader, "reaction": reaction, **extra}
+    return client.post("/api/v1/reactions", json=body, headers={"Origin": origin})
+
+
+def counts(response):
+    return {r["id"]: r["count"] for r in response.get_json()["reactions"]}
+
+
+def percents(response):
+    return [r["percent"] for r in response.get_json()["reactions"]]
+
+
+def site_keys(redis_client):
+    return sorted(redis_client.keys("rx:{*"))
+
+
+def test_a_new_article_shows_zero_everywhere(client):
+    response = client.get("/api/v1/reactions?site=demo&article=first-post")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["site"] == "demo" and body["article"] == "first-post" and body["total"] == 0
+    assert [r["id"] for r in body["reactions"]] == [
+        "happy", "sad", "excited", "sleepy", "angry", "surprise",
+    ]  # fmt: skip
+    assert all(r["count"] == 0 and r["percent"] == 0 for r in body["reactions"])
+    assert all(r["emoji"] and r["label"] for r in body["reactions"])
+
+
+def test_a_reader_reacts_changes_and_takes_it_back(client):
+    first = vote(client, "happy")
+    assert first.status_code == 200
+    assert first.get_json()["mine"] == "happy"
+    assert counts(first)["happy"] == 1 and percents(first)[0] == 100
+
+    moved = vote(client, "sad")
+    assert counts(moved) == {**dict.fromkeys(counts(moved), 0), "sad": 1}
+    assert moved.get_json()["mine"] == "sad"
+
+    undone = vote(client, None)
+    assert undone.get_json()["total"] == 0 and undone.get_json()["mine"] is None
+    assert client.get("/api/v1/reactions?site=demo&article=first-post").get_json()["total"] == 0
+
+
+def test_the_same_request_twice_counts_once(client):
+    vote(client, "excited")
+    again = vote(client, "excited")
+    assert again.get_json()["total"] == 1 and counts(again)["excited"] == 1
+
+
+def test_undo_without_a_reaction_changes_nothing(client, redis_client):
+    response = vote(client, None)
+    assert response.status_code == 200 and response.get_json()["total"] == 0
+    assert not redis_client.keys("rx:{demo}:a:*")
+
+
+def test_three_readers_share_by_largest_remainder(client):
+    for reader, reaction in [("a" * 20, "happy"), ("b" * 20, "sad"), ("c" * 20, "excited")]:
+        response = vote(client, reaction, reader=reader)
+    assert percents(response) == [34, 33, 33, 0, 0, 0]
+
+
+def test_post_answers_with_the_exact_origin(client):
+    response = vote(client, "happy")
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "Origin" in response.headers["Vary"]
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_reads_are_public_and_revalidated_by_etag(client):
+    vote(client, "happy")
+    first = client.get("/api/v1/reactions?site=demo&article=first-post")
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert "no-cache" in first.headers["Cache-Control"]
+    etag = first.headers["ETag"]
+    repeat = client.get(
+        "/api/v1/reactions?site=demo&article=first-post", headers={"If-None-Match": etag}
+    )
+    assert repeat.status_code == 304
+    vote(client, "sad", reader="another-reader-bbbbbbbb")
+    changed = client.get(
+        "/api/v1/reactions?site=demo&article=first-post", headers={"If-None-Match": etag}
+    )
+    assert changed.status_code == 200 and changed.get_json()["total"] == 2
+
+
+def test_preflight_allows_json_posts_and_is_cached(client):
+    response = client.options(
+        "/api/v1/reactions",
+        headers={
+            "Origin": "https://blog.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "https://blog.example.com"
+    assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
+    assert int(response.headers["Access-Control-Max-Age"]) > 0
+
+
+def test_batch_reads_many_articles_in_one_request(client):
+    vote(client, "happy", article="one")
+    vote(client, "sleepy", article="two")
+    response = client.get("/api/v1/reactions/batch?site=demo&article=one&article=two&article=three")
+    assert response.status_code == 200
+    articles = response.get_json()["articles"]
+    assert list(articles) == ["one", "two", "three"]
+    assert counts_of(articles["one"])["happy"] == 1
+    assert counts_of(articles["two"])["sleepy"] == 1
+    assert articles["three"]["total"] == 0
+
+
+def counts_of(body):
+    return {r["id"]: r["count"] for r in body["reactions"]}
+
+
+def test_a_registered_site_accepts_its_origins_only(client, store, redis_client):
+    store.save_site(Site("blog", ("https://blog.example.com",)))
+    ok = vote(client, "happy", site="blog", origin="https://blog.example.com")
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://blog.example.com"
+    before = {key: redis_client.dump(key) for key in site_keys(redis_client)}
+
+    refused = vote(client, "sad", site="blog", origin="https://evil.example", article="new")
+    assert refused.status_code == 403
+    assert refused.get_json()["error"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    assert {key: redis_client.dump(key) for key in site_keys(redis_client)} == before
+
+
+@pytest.mark.parametrize(
+    ("origin", "site"),
+    [
+        (None, "demo"),
+        ("https://evil.example", "demo"),
+        ("null", "demo"),
+        (ORIGIN, "nosuchsite"),
+    ],
+)
+def test_refused_writes_create_nothing(client, redis_client, origin, site):
+    headers = {"Origin": origin} if origin else {}
+    body = {"site": site, "article": "a", "reader": READER, "reaction": "happy"}
+    response = client.post("/api/v1/reactions", json=body, headers=headers)
+    assert response.status_code == 403
+    assert set(response.get_json()) == {"error", "detail"}
+    assert site_keys(redis_client) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [
+        ("application/x-www-form-urlencoded", "site=demo&article=a&reaction=happy"),
+        ("multipart/form-data; boundary=x", "--x\r\n\r\n--x--"),
+        (
+            "text/plain",
+            json.dumps({"site": "demo", "article": "a", "reader": READER, "reaction": "happy"}),
+        ),
+        (None, '{"site":"demo"}'),
+    ],
+)
+def test_non_json_writes_get_415(client, redis_client, content_type, data):
+    headers = {"Origin": ORIGIN}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post("/api/v1/reactions", data=data, headers=headers)
+    assert response.status_code == 415
+    assert response.get_json()["error"] == "unsupported_media_type"
+    assert site_keys(redis_client) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"article": "a", "reader": READER, "reaction": "happy"},
+        {"site": "demo", "reader": READER, "reaction": "happy"},
+        {"site": "demo", "article": "a", "reaction": "happy"},
+        {"site": "demo", "article": "a", "reader": READER},
+        {"site": "demo", "article": "a", "reader": READER, "reaction": "joy"},
+        {"site": "demo", "article": "a", "reader": READER, "reaction": 3},
+        {"site": "demo", "article": "a", "reader": "short", "reaction": "happy"},
+        {"site": "demo", "article": "", "reader": READER, "reaction": "happy"},
+        {"site": "demo", "article": "a" * 600, "reader": READER, "reaction": "happy"},
+        {"site": "demo", "article": ["a"], "reader": READER, "reaction": "happy"},
+        {"site": "DEMO!", "article": "a", "reader": READER, "reaction": "happy"},
+        {"site": "demo", "article": "a", "reader": READER, "reaction": "happy", "url": "javascript:x"},
+        {"site": "demo", "article": "a", "reader": READER, "reaction": "happy", "title": 5},
+    ],
+)  # fmt: skip
+def test_bad_fields_get_400_and_store_nothing(client, redis_client, body):
+    response = client.post("/api/v1/reactions", json=body, headers={"Origin": ORIGIN})
+    assert response.status_code == 400, response.get_json()
+    assert set(response.get_json()) == {"error", "detail"}
+    assert response.get_json()["detail"]
+    assert site_keys(redis_client) == []
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"', "null", "\xff\xfe"])
+def test_malformed_json_gets_400(client, raw):
+    response = client.post(
+        "/api/v1/reactions",
+        data=raw.encode("latin-1"),
+        headers={"Origin": ORIGIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_field"
+
+
+def test_a_body_too_large_gets_413(client, redis_client):
+    body = json.dumps(
+        {"site": "demo", "article": "a", "reader": READER, "reaction": "happy", "pad": "x" * 10000}
+    )
+    response = client.post(
+        "/api/v1/reactions",
+        data=body,
+        headers={"Origin": ORIGIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert set(response.get_json()) == {"error", "detail"}
+    assert site_keys(redis_client) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "site=demo",
+        "article=a",
+        "site=nosuch&article=a",
+        "site=demo&article=",
+    ],
+)
+def test_bad_reads_get_a_json_error(client, query):
+    response = client.get(f"/api/v1/reactions?{query}")
+    assert response.status_code in (400, 403)
+    assert set(response.get_json()) == {"error", "detail"}
+
+
+def test_batch_limits(client):
+    assert client.get("/api/v1/reactions/batch?site=demo").status_code == 400
+    many = "&".join(f"article=a{i}" for i in range(51))
+    assert client.get(f"/api/v1/reactions/batch?site=demo&{many}").status_code == 400
+
+
+def test_unknown_paths_and_methods_get_json(client):
+    missing = client.get("/api/v1/nothing")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    wrong = client.delete("/api/v1/reactions")
+    assert wrong.status_code == 405 and "error" in wrong.get_json()
+
+
+def test_title_and_url_are_kept_for_the_article(client, redis_client):
+    vote(client, "happy", url="https://blog.example.com/p?x=1", title="  A <b>title</b>\n")
+    meta = json.loads(redis_client.hget("rx:{demo}:meta", "first-post"))
+    assert meta["title"] == "A <b>title</b>" and meta["url"] == "https://blog.example.com/p?x=1"
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+@pytest.fixture
+def app_without_redis(tmp_path):
+    # A socket path nothing listens on: Redis is "down".
+    return create_app(
+        {"REDIS_URL": f"unix://{tmp_path}/none.sock", "REACTIONS_SECRET_KEY": "x" * 20}
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/readyz"),
+        ("get", "/api/v1/reactions?site=demo&article=a"),
+        ("get", "/api/v1/reactions/batch?site=demo&article=a"),
+        ("post", "/api/v1/reactions"),
+    ],
+)
+def test_redis_down_is_a_quick_503(app_without_redis, method, path):
+    client = app_without_redis.test_client()
+    body = {"site": "demo", "article": "a", "reader": READER, "reaction": "happy"}
+    kwargs = {"json": body, "headers": {"Origin": ORIGIN}} if method == "post" else {}
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "store_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    assert client.get("/healthz").status_code == 200
+
+
+def test_embed_script_is_served_cacheable(client):
+    response = client.get("/embed.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    assert "max-age" in response.headers["Cache-Control"]
+    assert b"emoji-reactions" in response.data
+    version = response.headers["ETag"].strip('"')
+    pinned = client.get(f"/embed.{version}.js")
+    assert pinned.status_code == 200 and "immutable" in pinned.headers["Cache-Control"]
+    old = client.get("/embed.0123456789ab.js")
+    assert old.status_code == 302 and old.headers["Location"].endswith("/embed.js")
+
+
+def test_demo_pages_embed_the_bar_like_a_site_owner(client):
+    page = client.get("/demo").get_data(as_text=True)
+    assert 'data-site="demo" async></script>' in page and "/embed.js" in page
+    assert '<emoji-reactions data-article="slow-mornings">' in page
+    blog = client.get("/demo/blog").get_data(as_text=True)
+    assert blog.count("<emoji-reactions") == 3
+    assert "script-src 'self'" in client.get("/demo").headers["Content-Security-Policy"]

@@ -1,0 +1,115 @@
+"""The pure rules: percentages, ids and validation, without Redis."""
+
+import random
+
+import pytest
+
+from widget.reactions import (
+    DEFAULT_REACTIONS,
+    InvalidField,
+    normalize_article,
+    percentages,
+    summary,
+    validate_choice,
+    validate_origin,
+    validate_reader,
+    validate_site,
+    validate_title,
+)
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]),
+        ([1, 1, 1, 0, 0, 0], [34, 33, 33, 0, 0, 0]),
+        ([1, 0, 0, 0, 0, 0], [100, 0, 0, 0, 0, 0]),
+        ([2, 1, 0, 0, 0, 0], [67, 33, 0, 0, 0, 0]),
+        ([1, 1, 1, 1, 1, 1], [17, 17, 17, 17, 16, 16]),
+        ([0, 0, 1, 1, 1, 0], [0, 0, 34, 33, 33, 0]),
+        ([2, 1, 1, 0, 0, 1], [40, 20, 20, 0, 0, 20]),
+    ],
+)
+def test_percentages_by_largest_remainder(counts, expected):
+    assert percentages(counts) == expected
+
+
+def test_percentages_always_add_up_to_100():
+    rng = random.Random(7)
+    for _ in range(2000):
+        counts = [rng.choice([0, 0, 1, 2, 3, 7, 100, 12345]) for _ in range(6)]
+        shares = percentages(counts)
+        assert sum(shares) == (100 if sum(counts) else 0)
+        assert all(0 <= share <= 100 for share in shares)
+
+
+def test_summary_lists_the_site_order_with_emoji_and_labels():
+    body = summary("demo", "post", DEFAULT_REACTIONS, {"sad": 1, "happy": 3, "retired": 9})
+    assert [r["id"] for r in body["reactions"]] == [
+        "happy", "sad", "excited", "sleepy", "angry", "surprise",
+    ]  # fmt: skip
+    assert body["total"] == 4
+    assert body["reactions"][0] == {
+        "id": "happy", "emoji": "😄", "label": "Happy", "count": 3, "percent": 75,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("my-post", "my-post"),
+        ("  my-post ", "my-post"),
+        ("https://Blog.Example.com/2026/post?utm_source=x#comments", "https://blog.example.com/2026/post"),
+        ("HTTP://example.com", "http://example.com/"),
+        ("/2026/11/post/", "/2026/11/post/"),
+    ],
+)  # fmt: skip
+def test_article_ids_are_normalized(raw, expected):
+    assert normalize_article(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "   ", None, 42, "a\x00b", "line\nbreak", "x" * 513])
+def test_bad_article_ids_are_refused(raw):
+    with pytest.raises(InvalidField):
+        normalize_article(raw)
+
+
+@pytest.mark.parametrize("raw", ["", "Demo", "-x", "a b", "x" * 65, None, "é"])
+def test_bad_site_names_are_refused(raw):
+    with pytest.raises(InvalidField):
+        validate_site(raw)
+
+
+@pytest.mark.parametrize("raw", ["short", "has space in it 123", "x" * 129, 5, None])
+def test_bad_reader_tokens_are_refused(raw):
+    with pytest.raises(InvalidField):
+        validate_reader(raw)
+
+
+def test_choice_is_a_known_reaction_or_null():
+    assert validate_choice("happy", DEFAULT_REACTIONS) == "happy"
+    assert validate_choice(None, DEFAULT_REACTIONS) is None
+    for bad in ("joy", "", 1, ["happy"], {"id": "happy"}):
+        with pytest.raises(InvalidField):
+            validate_choice(bad, DEFAULT_REACTIONS)
+
+
+def test_titles_are_display_text():
+    assert validate_title("  A\ttitle\n with  space ") == "A title with space"
+    assert len(validate_title("x" * 1000)) == 300
+    with pytest.raises(InvalidField):
+        validate_title("x" * 5000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("https://Blog.Example.com", "https://blog.example.com"), ("http://localhost:8000/", "http://localhost:8000")],
+)  # fmt: skip
+def test_origins_are_normalized(raw, expected):
+    assert validate_origin(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["blog.example.com", "ftp://x.org", "https://x.org/path", ""])
+def test_bad_origins_are_refused(raw):
+    with pytest.raises(InvalidField):
+        validate_origin(raw)
