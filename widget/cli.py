@@ -191,3 +191,7 @@ def sites_remove(name: str) -> None:
         if not store.remove_site(name):
             raise click.ClickException(f"no registered site '{name}'")
     click.echo(f"Site '{name}' removed.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The widget in a real headless Chromium, as a reader and a site owner see it."""
+
+import re
+
+import pytest
+
+from widget.store import Site
+
+pytestmark = pytest.mark.usefixtures("redis_client")
+
+LABELS = ["Happy", "Sad", "Excited", "Sleepy", "Angry", "Surprise"]
+
+
+def bar_state(page, bar=0):
+    """[(label, percent text, pressed)] of one bar, read through its open shadow root."""
+    return page.evaluate(
+        """(index) => [...document.querySelectorAll('emoji-reactions')[index]
+               .shadowRoot.querySelectorAll('button')].map(b => [
+                 b.querySelector('.label').textContent, b.querySelector('.pct').textContent,
+                 b.getAttribute('aria-pressed')])""",
+        bar,
+    )
+
+
+def percents(page, bar=0):
+    return [text for _, text, _ in bar_state(page, bar)]
+
+
+def pressed(page, bar=0):
+    return [label for label, _, is_pressed in bar_state(page, bar) if is_pressed == "true"]
+
+
+def wait_for_bar(page, bar=0):
+    page.wait_for_function(
+        "(i) => { const b = document.querySelectorAll('emoji-reactions')[i];"
+        " return b && b.shadowRoot && b.shadowRoot.querySelectorAll('button').length === 6; }",
+        arg=bar,
+    )
+
+
+def wait_for_percents(page, expected, bar=0):
+    page.wait_for_function(
+        "([i, want]) => [...document.querySelectorAll('emoji-reactions')[i].shadowRoot"
+        ".querySelectorAll('.pct')].map(p => p.textContent).join('|') === want",
+        arg=[bar, "|".join(expected)],
+    )
+
+
+def button(page, label, bar=0):
+    return (
+        page.locator("emoji-reactions")
+        .nth(bar)
+        .get_by_role("button", name=re.compile(f"^{label},"))
+    )
+
+
+def test_a_reader_reacts_changes_undoes_and_reloads(page, live_server, client):
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    assert [label for label, _, _ in bar_state(page)] == LABELS
+    assert percents(page) == ["0 %"] * 6
+    assert pressed(page) == []
+
+    button(page, "Happy").click()
+    assert pressed(page) == ["Happy"]  # at once, before the server answered
+    wait_for_percents(page, ["100 %", "0 %", "0 %", "0 %", "0 %", "0 %"])
+
+    button(page, "Sad").click()
+    wait_for_percents(page, ["0 %", "100 %", "0 %", "0 %", "0 %", "0 %"])
+    assert pressed(page) == ["Sad"]
+
+    button(page, "Sad").click()
+    wait_for_percents(page, ["0 %"] * 6)
+    assert pressed(page) == []
+
+    button(page, "Excited").click()
+    wait_for_percents(page, ["0 %", "0 %", "100 %", "0 %", "0 %", "0 %"])
+    page.wait_for_function(
+        "fetch('/api/v1/reactions?site=demo&article=slow-mornings').then(r => r.json())"
+        ".then(b => b.total === 1)"
+    )
+
+    page.reload()
+    wait_for_bar(page)
+    wait_for_percents(page, ["0 %", "0 %", "100 %", "0 %", "0 %", "0 %"])
+    assert pressed(page) == ["Excited"]
+    body = client.get("/api/v1/reactions?site=demo&article=slow-mornings").get_json()
+    assert body["total"] == 1 and body["reactions"][2]["count"] == 1
+    assert page.errors == []
+
+
+def test_two_readers_share_the_percentages(browser, live_server, client):
+    for label in ("Happy", "Sad"):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{live_server.url}/demo")
+        wait_for_bar(page)
+        button(page, label).click()
+        page.wait_for_function(
+            "(want) => fetch('/api/v1/reactions?site=demo&article=slow-mornings')"
+            ".then(r => r.json()).then(b => b.total === want)",
+            arg=1 if label == "Happy" else 2,
+        )
+        context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    wait_for_percents(page, ["50 %", "50 %", "0 %", "0 %", "0 %", "0 %"])
+    context.close()
+
+
+def test_an_index_page_has_one_bar_per_article_and_one_request(page, live_server, client):
+    batches = []
+    page.on(
+        "request", lambda r: batches.append(r.url) if "/api/v1/reactions/batch" in r.url else None
+    )
+    page.goto(f"{live_server.url}/demo/blog")
+    for bar in range(3):
+        wait_for_bar(page, bar)
+    assert len(batches) == 1
+
+    button(page, "Sleepy", bar=1).click()
+    wait_for_percents(page, ["0 %", "0 %", "0 %", "100 %", "0 %", "0 %"], bar=1)
+    assert percents(page, 0) == ["0 %"] * 6 and percents(page, 2) == ["0 %"] * 6
+    page.wait_for_function(
+        "fetch('/api/v1/reactions?site=demo&article=tiny-gardens').then(r => r.json())"
+        ".then(b => b.total === 1)"
+    )
+    assert client.get("/api/v1/reactions?site=demo&article=slow-mornings").get_json()["total"] == 0
+
+
+def test_keyboard_and_screen_reader(page, live_server):
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    group = page.locator("emoji-reactions").get_by_role("group", name="Reactions")
+    assert group.count() == 1
+    happy = button(page, "Happy")
+    assert happy.get_attribute("aria-label") == "Happy, 0%"
+    happy.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.querySelector('emoji-reactions').shadowRoot.querySelector('button')"
+        ".getAttribute('aria-label') === 'Happy, 100%'"
+    )
+    assert happy.get_attribute("aria-pressed") == "true"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    page.wait_for_function(
+        "document.querySelector('emoji-reactions').shadowRoot.querySelectorAll('button')[1]"
+        ".getAttribute('aria-pressed') === 'true'"
+    )
+
+
+def test_no_globals_no_cookies_no_csp_violations(page, context, live_server):
+    page.add_init_script(
+        "Object.defineProperty(document, '__before', {value: Object.getOwnPropertyNames(window)})"
+    )
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    button(page, "Angry").click()
+    wait_for_percents(page, ["0 %", "0 %", "0 %", "0 %", "100 %", "0 %"])
+    added = page.evaluate(
+        "Object.getOwnPropertyNames(window).filter(k => !document.__before.includes(k))"
+    )
+    assert added == []
+    assert context.cookies() == []
+    stored = page.evaluate("JSON.parse(localStorage.getItem('emoji-reactions'))")
+    assert len(stored["t"]) >= 16
+    assert page.evaluate("document.querySelector('emoji-reactions').shadowRoot.mode") == "open"
+    # The demo page runs under a strict CSP (no inline script or style): nothing was refused.
+    assert page.errors == []
+
+
+def test_server_down_leaves_a_quiet_note_and_the_page_intact(page, live_server):
+    page.route("**/api/v1/**", lambda route: route.abort())
+    page.goto(f"{live_server.url}/demo")
+    page.wait_for_function(
+        "document.querySelector('emoji-reactions').shadowRoot.textContent"
+        ".includes('reactions unavailable')"
+    )
+    assert page.locator("h1").inner_text() == "The case for slow mornings"
+    assert [e for e in page.errors if "net::" not in e] == []
+
+
+def test_a_failed_vote_rolls_back_and_says_so(page, live_server):
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    page.route("**/api/v1/reactions", lambda route: route.fulfill(status=503, body="{}"))
+    button(page, "Happy").click()
+    page.wait_for_function(
+        "document.querySelector('emoji-reactions').shadowRoot.textContent"
+        ".includes('reactions unavailable')"
+    )
+    assert pressed(page) == [] and percents(page) == ["0 %"] * 6
+
+
+def test_dark_mode_and_reduced_motion(browser, live_server):
+    context = browser.new_context(color_scheme="dark", reduced_motion="reduce")
+    page = context.new_page()
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    style = page.evaluate(
+        """() => { const b = document.querySelector('emoji-reactions').shadowRoot
+             .querySelector('button'); const s = getComputedStyle(b);
+             return [s.backgroundColor, getComputedStyle(b.firstChild).transitionDuration]; }"""
+    )
+    context.close()
+    assert style == ["rgb(32, 33, 36)", "0s"]
+
+
+def test_a_bar_without_an_element_goes_after_the_article(page, live_server, store):
+    store.save_site(Site("blog", (live_server.url,)))
+    page.route(
+        "**/host-page*",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body="<title>Host</title><article><h1>Post</h1></article><footer>f</footer>"
+            f'<script src="{live_server.url}/embed.js" data-site="blog" async></script>',
+        ),
+    )
+    page.goto(f"{live_server.url}/host-page?utm=x#top")
+    wait_for_bar(page)
+    assert page.evaluate("document.querySelector('article').nextElementSibling.tagName") == (
+        "EMOJI-REACTIONS"
+    )
+    button(page, "Surprise").click()
+    page.wait_for_function(
+        "fetch('/api/v1/reactions?site=blog&article=' + encodeURIComponent(location.origin"
+        " + '/host-page')).then(r => r.json()).then(b => b.total === 1)"
+    )

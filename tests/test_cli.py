@@ -1,0 +1,187 @@
+"""The `reactions` command: sites, and `serve` as an operator runs it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import wait_until
+from widget.cli import main
+from widget.embedded_redis import answers, socket_url
+
+
+@pytest.fixture
+def runner(redis_server, redis_client):
+    return CliRunner(env={"REDIS_URL": redis_server.url})
+
+
+def test_help_documents_every_command():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "sites"):
+        assert command in result.output
+    for args in (["serve", "--help"], ["sites", "add", "--help"], ["sites", "list", "--help"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "Usage:" in result.output
+    assert "--host" in CliRunner().invoke(main, ["serve", "--help"]).output
+
+
+def test_sites_add_registers_origins_and_prints_the_snippet(runner, redis_client):
+    result = runner.invoke(
+        main,
+        [
+            "sites",
+            "add",
+            "blog",
+            "--origin",
+            "https://Blog.example.com",
+            "--origin",
+            "https://www.example.com/",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert 'data-site="blog"' in result.output
+    record = json.loads(redis_client.hget("rx:sites", "blog"))
+    assert record["origins"] == ["https://blog.example.com", "https://www.example.com"]
+    listed = runner.invoke(main, ["sites", "list"]).output
+    assert "blog\thttps://blog.example.com" in listed
+    assert "demo\t(this server's own origin)" in listed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sites", "add", "blog"],
+        ["sites", "add", "blog", "--origin", "blog.example.com"],
+        ["sites", "add", "Bad Name", "--origin", "https://x.org"],
+    ],
+)
+def test_sites_add_refuses_bad_input(runner, redis_client, args):
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2
+    assert redis_client.hlen("rx:sites") == 0
+
+
+def test_sites_remove(runner, redis_client):
+    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    assert runner.invoke(main, ["sites", "remove", "blog"]).exit_code == 0
+    assert redis_client.hlen("rx:sites") == 0
+    assert runner.invoke(main, ["sites", "remove", "blog"]).exit_code == 1
+
+
+def test_sites_add_without_a_server_uses_the_embedded_redis(tmp_path):
+    env = {"REACTIONS_DATA_DIR": str(tmp_path), "REDIS_URL": ""}
+    result = CliRunner(env=env).invoke(main, ["sites", "add", "blog", "--origin", "https://b.org"])
+    assert result.exit_code == 0, result.output
+    assert not answers(socket_url(str(tmp_path))), "the temporary Redis must be stopped"
+    listed = CliRunner(env=env).invoke(main, ["sites", "list"])
+    assert "blog\thttps://b.org" in listed.output
+
+
+def test_invalid_config_names_the_variable(tmp_path):
+    result = CliRunner(env={"REACTIONS_APPENDFSYNC": "sometimes"}).invoke(main, ["sites", "list"])
+    assert result.exit_code == 1 and "REACTIONS_APPENDFSYNC" in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`reactions serve` in a child process, as an operator starts it."""
+
+    def __init__(self, data_dir, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "REACTIONS_DATA_DIR": str(data_dir), "REDIS_URL": "", **env}
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "widget.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_until(lambda: self.ready(), timeout=30, interval=0.1)
+        return self
+
+    def ready(self):
+        assert self.process.poll() is None, self.process.stdout.read()
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, output
+
+    def vote(self, reader, reaction, article="durable"):
+        body = {"site": "demo", "article": article, "reader": reader, "reaction": reaction}
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/reactions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Origin": self.url},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def counts(self, article="durable"):
+        url = f"{self.url}/api/v1/reactions?site=demo&article={article}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return {r["id"]: r["count"] for r in json.loads(response.read())["reactions"]}
+
+
+def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
+    server = Server(tmp_path / "data").start()
+    try:
+        for number in range(30):
+            server.vote(f"reader-{number:03d}-zzzzzzzzzzzz", ["happy", "sad", "angry"][number % 3])
+        server.vote("reader-000-zzzzzzzzzzzz", None)
+        before = server.counts()
+    finally:
+        code, output = server.stop()
+    assert code == 0, output
+    assert "Demo page: http://127.0.0.1:" in output
+    assert "Embedded Redis stopped." in output
+    assert not answers(socket_url(str(tmp_path / "data")))
+    assert (tmp_path / "data" / "appendonly.aof").stat().st_size > 0
+    assert before["happy"] == 9 and before["sad"] == 10 and before["angry"] == 10
+
+    again = Server(tmp_path / "data").start()
+    try:
+        assert again.counts() == before
+    finally:
+        again.stop()
+
+
+def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, redis_client):
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    try:
+        server.vote("reader-external-zzzzzzzz", "excited")
+    finally:
+        code, output = server.stop()
+    assert code == 0, output
+    assert "Embedded Redis" not in output
+    assert not (tmp_path / "unused").exists()
+    assert redis_client.hgetall("rx:{demo}:a:durable") == {"excited": "1"}
