@@ -76,7 +76,7 @@ def test_a_reader_reacts_changes_undoes_and_reloads(page, live_server, client):
     button(page, "Excited").click()
     wait_for_percents(page, ["0 %", "0 %", "100 %", "0 %", "0 %", "0 %"])
     page.wait_for_function(
-        "fetch('/api/v1/reactions?site=demo&article=slow-mornings').then(r => r.json())"
+        "() => fetch('/api/v1/reactions?site=demo&article=slow-mornings').then(r => r.json())"
         ".then(b => b.total === 1)"
     )
 
@@ -124,7 +124,7 @@ def test_an_index_page_has_one_bar_per_article_and_one_request(page, live_server
     wait_for_percents(page, ["0 %", "0 %", "0 %", "100 %", "0 %", "0 %"], bar=1)
     assert percents(page, 0) == ["0 %"] * 6 and percents(page, 2) == ["0 %"] * 6
     page.wait_for_function(
-        "fetch('/api/v1/reactions?site=demo&article=tiny-gardens').then(r => r.json())"
+        "() => fetch('/api/v1/reactions?site=demo&article=tiny-gardens').then(r => r.json())"
         ".then(b => b.total === 1)"
     )
     assert client.get("/api/v1/reactions?site=demo&article=slow-mornings").get_json()["total"] == 0
@@ -140,14 +140,14 @@ def test_keyboard_and_screen_reader(page, live_server):
     happy.focus()
     page.keyboard.press("Enter")
     page.wait_for_function(
-        "document.querySelector('emoji-reactions').shadowRoot.querySelector('button')"
+        "() => document.querySelector('emoji-reactions').shadowRoot.querySelector('button')"
         ".getAttribute('aria-label') === 'Happy, 100%'"
     )
     assert happy.get_attribute("aria-pressed") == "true"
     page.keyboard.press("Tab")
     page.keyboard.press("Space")
     page.wait_for_function(
-        "document.querySelector('emoji-reactions').shadowRoot.querySelectorAll('button')[1]"
+        "() => document.querySelector('emoji-reactions').shadowRoot.querySelectorAll('button')[1]"
         ".getAttribute('aria-pressed') === 'true'"
     )
 
@@ -176,7 +176,7 @@ def test_server_down_leaves_a_quiet_note_and_the_page_intact(page, live_server):
     page.route("**/api/v1/**", lambda route: route.abort())
     page.goto(f"{live_server.url}/demo")
     page.wait_for_function(
-        "document.querySelector('emoji-reactions').shadowRoot.textContent"
+        "() => document.querySelector('emoji-reactions').shadowRoot.textContent"
         ".includes('reactions unavailable')"
     )
     assert page.locator("h1").inner_text() == "The case for slow mornings"
@@ -189,7 +189,7 @@ def test_a_failed_vote_rolls_back_and_says_so(page, live_server):
     page.route("**/api/v1/reactions", lambda route: route.fulfill(status=503, body="{}"))
     button(page, "Happy").click()
     page.wait_for_function(
-        "document.querySelector('emoji-reactions').shadowRoot.textContent"
+        "() => document.querySelector('emoji-reactions').shadowRoot.textContent"
         ".includes('reactions unavailable')"
     )
     assert pressed(page) == [] and percents(page) == ["0 %"] * 6
@@ -226,6 +226,6 @@ def test_a_bar_without_an_element_goes_after_the_article(page, live_server, stor
     )
     button(page, "Surprise").click()
     page.wait_for_function(
-        "fetch('/api/v1/reactions?site=blog&article=' + encodeURIComponent(location.origin"
+        "() => fetch('/api/v1/reactions?site=blog&article=' + encodeURIComponent(location.origin"
         " + '/host-page')).then(r => r.json()).then(b => b.total === 1)"
     )

@@ -99,7 +99,8 @@ button:hover{border-color:var(--rx-accent)}
 button:focus-visible{outline:2px solid var(--rx-accent);outline-offset:2px}
 button[aria-pressed=true]{border-color:var(--rx-accent);box-shadow:inset 0 0 0 1px var(--rx-accent)}
 .fill{position:absolute;inset:0 auto 0 0;background:var(--rx-fill);transition:width .3s ease}
-.emoji,.label,.pct{position:relative}.emoji{font-size:1.15em}
+.emoji,.label,.pct{position:relative}
+.emoji{font-size:1.15em;font-family:"Apple Color Emoji","Segoe UI Emoji","Noto Color Emoji",sans-serif}
 .pct{color:var(--rx-muted);font-variant-numeric:tabular-nums}
 [aria-pressed=true] .pct{color:var(--rx-ink);font-weight:600}
 .status{color:var(--rx-muted);font-size:.85em;margin:.3rem 0 0}.status:empty{display:none}
