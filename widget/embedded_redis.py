@@ -91,7 +91,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # Its own session: Ctrl-C in a terminal reaches gunicorn, which finishes its requests
+        # before `reactions serve` stops Redis; Redis must not vanish under those requests.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not answers(self.url):
             if self.process.poll() is not None:
