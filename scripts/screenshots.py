@@ -44,7 +44,7 @@ def main() -> None:
             for _ in range(count):
                 number += 1
                 reader = store.reader_hash("demo", f"screenshot-reader-{number:04d}")
-                store.set_reaction("demo", "slow-mornings", reader, reaction)
+                store.set_reaction(store.get_site("demo"), "slow-mornings", reader, reaction)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}/demo"

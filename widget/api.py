@@ -92,7 +92,7 @@ def post_reaction():
 
     store = current_store()
     _, counts = store.set_reaction(
-        site.name, article, store.reader_hash(site.name, reader), choice, url, title
+        site, article, store.reader_hash(site.name, reader), choice, url, title
     )
     body = summary(site.name, article, site.reactions, counts)
     body["mine"] = choice

@@ -12,8 +12,9 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import current_app
@@ -38,46 +39,85 @@ def readers_key(site: str, article: str) -> str:
     return f"rx:{{{site}}}:r:{article}"
 
 
-def index_key(site: str) -> str:
-    return f"rx:{{{site}}}:index"
+def index_key(site: str, reaction: str | None = None) -> str:
+    """Articles by total; with a reaction, articles by that reaction's count."""
+    return f"rx:{{{site}}}:index" + (f":{reaction}" if reaction else "")
 
 
 def meta_key(site: str) -> str:
     return f"rx:{{{site}}}:meta"
 
 
+def stats_key(site: str) -> str:
+    return f"rx:{{{site}}}:stats"
+
+
+def imported_key(site: str) -> str:
+    return f"rx:{{{site}}}:imported"
+
+
 def day_key(site: str, day: str) -> str:
+    """Reactions added that day, per `article|reaction`."""
     return f"rx:{{{site}}}:d:{day}"
+
+
+def day_total_key(site: str, day: str) -> str:
+    """Reactions added that day in the whole site, per reaction."""
+    return f"rx:{{{site}}}:dt:{day}"
 
 
 def channel(site: str, article: str) -> str:
     return f"rx:{{{site}}}:ch:{article}"
 
 
+def salt_key(day: str) -> str:
+    return f"rx:salt:{day}"
+
+
+ADMIN_KEY = "rx:admin"
+
+
+def login_failures_key(fingerprint: str) -> str:
+    return f"rx:admin:fail:{fingerprint}"
+
+
 # One vote, atomically: move this reader's reaction from the previous choice to the new one
-# (or remove it), keep the index and the day bucket in step, publish and return the counts.
-# Setting the choice a reader already has changes nothing, so retries never double-count.
+# (or remove it), keep the indexes, stats and day buckets in step, publish and return the
+# counts. Setting the choice a reader already has changes nothing, so retries never
+# double-count. KEYS[8..] are the per-reaction indexes of ARGV[9..] (the site's reactions).
 VOTE_SCRIPT = """
 local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local wanted = ARGV[2]
+local function reaction_index(reaction)
+  for i = 9, #ARGV do
+    if ARGV[i] == reaction then return KEYS[i - 1] end
+  end
+  return nil
+end
 if previous ~= wanted then
   if previous ~= '' then
     if redis.call('HINCRBY', KEYS[1], previous, -1) <= 0 then
       redis.call('HDEL', KEYS[1], previous)
     end
+    local index = reaction_index(previous)
+    if index then redis.call('ZINCRBY', index, -1, ARGV[3]) end
   end
   if wanted ~= '' then
     redis.call('HINCRBY', KEYS[1], wanted, 1)
     redis.call('HSET', KEYS[2], ARGV[1], wanted)
     redis.call('HINCRBY', KEYS[5], ARGV[3] .. '|' .. wanted, 1)
     redis.call('EXPIRE', KEYS[5], ARGV[8])
+    redis.call('HINCRBY', KEYS[6], wanted, 1)
+    redis.call('EXPIRE', KEYS[6], ARGV[8])
+    local index = reaction_index(wanted)
+    if index then redis.call('ZINCRBY', index, 1, ARGV[3]) end
   else
     redis.call('HDEL', KEYS[2], ARGV[1])
   end
   local delta = (wanted ~= '' and 1 or 0) - (previous ~= '' and 1 or 0)
-  if delta ~= 0 then
-    redis.call('ZINCRBY', KEYS[3], delta, ARGV[3])
-  end
+  redis.call('ZINCRBY', KEYS[3], delta, ARGV[3])
+  redis.call('HINCRBY', KEYS[7], 'total', delta)
+  redis.call('HSET', KEYS[7], 'last', ARGV[5])
   local meta = redis.call('HGET', KEYS[4], ARGV[3])
   if not meta then
     redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(
@@ -100,6 +140,50 @@ end
 return {previous, counts}
 """
 
+# An admin's reset: the article's counts and readers go, it stays listed with 0.
+# KEYS[5..] are the per-reaction indexes. Returns the number of reactions removed.
+RESET_SCRIPT = """
+local counts = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 2, #counts, 2 do total = total + tonumber(counts[i]) end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'total', -total)
+for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('PUBLISH', ARGV[2], '{}')
+return total
+"""
+
+# Starting counts from another system (e.g. a WordPress export), idempotent: the counts
+# imported last time are remembered, and only the difference is applied, so importing the
+# same file twice changes nothing and live reactions are kept. KEYS[6..] match ARGV[6..].
+IMPORT_SCRIPT = """
+local wanted = cjson.decode(ARGV[5])
+local before = cjson.decode(redis.call('HGET', KEYS[4], ARGV[1]) or '{}')
+local delta_total = 0
+for i = 6, #ARGV do
+  local reaction = ARGV[i]
+  local delta = (tonumber(wanted[reaction]) or 0) - (tonumber(before[reaction]) or 0)
+  if delta ~= 0 then
+    if redis.call('HINCRBY', KEYS[1], reaction, delta) <= 0 then
+      redis.call('HDEL', KEYS[1], reaction)
+    end
+    redis.call('ZINCRBY', KEYS[i], delta, ARGV[1])
+    delta_total = delta_total + delta
+  end
+end
+redis.call('ZINCRBY', KEYS[2], delta_total, ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'total', delta_total)
+local meta = redis.call('HGET', KEYS[3], ARGV[1])
+local m = meta and cjson.decode(meta) or {first_seen = tonumber(ARGV[2])}
+if ARGV[3] ~= '' then m.url = ARGV[3] end
+if ARGV[4] ~= '' then m.title = ARGV[4] end
+redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(m))
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+return delta_total
+"""
+
 
 @dataclass(frozen=True)
 class Site:
@@ -107,17 +191,24 @@ class Site:
     origins: tuple[str, ...]
     reactions: tuple[Reaction, ...] = DEFAULT_REACTIONS
     created: float = 0.0
+    # Reactions no longer offered: their votes are kept, not shown as an option.
+    retired: tuple[Reaction, ...] = ()
 
     def allows(self, origin: str | None, own_origin: str) -> bool:
         if not origin:
             return False
         return origin in self.origins or (SELF_ORIGIN in self.origins and origin == own_origin)
 
+    @property
+    def all_reactions(self) -> tuple[Reaction, ...]:
+        return self.reactions + self.retired
+
     def to_json(self) -> str:
         return json.dumps(
             {
                 "origins": list(self.origins),
                 "reactions": [r.as_dict() for r in self.reactions],
+                "retired": [r.as_dict() for r in self.retired],
                 "created": self.created,
             }
         )
@@ -132,11 +223,33 @@ class Site:
             if data.get("reactions")
             else DEFAULT_REACTIONS,
             created=float(data.get("created", 0)),
+            retired=parse_reaction_set(data.get("retired", [])),
         )
 
 
 # Sites that exist without being registered; `reactions sites add demo …` overrides it.
 BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
+
+
+@dataclass(frozen=True)
+class SiteStats:
+    site: Site
+    total: int
+    articles: int
+    last: float | None
+
+
+@dataclass(frozen=True)
+class ArticleStats:
+    article: str
+    counts: dict[str, int]
+    title: str = ""
+    url: str = ""
+    first_seen: float | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 def current_store() -> Store:
@@ -156,6 +269,16 @@ def connect(url: str, timeout: float) -> redis.Redis:
     )
 
 
+def utc_day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+def last_days(days: int, now: float | None = None) -> list[str]:
+    """The `days` UTC dates up to today, oldest first."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    return [(today - timedelta(days=offset)).isoformat() for offset in range(days - 1, -1, -1)]
+
+
 @dataclass
 class Store:
     """Counters, readers and sites in one Redis; shared by all requests of a process."""
@@ -167,6 +290,8 @@ class Store:
 
     def __post_init__(self) -> None:
         self._vote = self.client.register_script(VOTE_SCRIPT)
+        self._reset = self.client.register_script(RESET_SCRIPT)
+        self._import = self.client.register_script(IMPORT_SCRIPT)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -188,7 +313,7 @@ class Store:
         if not site.created:
             existing = self.client.hget(SITES_KEY, site.name)
             created = Site.from_json(site.name, existing).created if existing else time.time()
-            site = Site(site.name, site.origins, site.reactions, created)
+            site = replace(site, created=created)
         self.client.hset(SITES_KEY, site.name, site.to_json())
         self._sites.pop(site.name, None)
         return site
@@ -211,11 +336,13 @@ class Store:
 
         The site is part of the message, so one reader cannot be linked across sites.
         """
-        key = self._secret().encode()
-        digest = hmac.new(key, f"{site}\0{token}".encode(), hashlib.sha256).hexdigest()
-        return digest[:32]
+        return self.keyed_hash(f"reader\0{site}\0{token}")[:32]
 
-    def _secret(self) -> str:
+    def keyed_hash(self, message: str) -> str:
+        key = self.server_secret().encode()
+        return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+    def server_secret(self) -> str:
         if not self.secret:
             with self._lock:
                 if not self.secret:
@@ -237,7 +364,7 @@ class Store:
 
     def set_reaction(
         self,
-        site: str,
+        site: Site,
         article: str,
         reader: str,
         choice: str | None,
@@ -247,24 +374,30 @@ class Store:
     ) -> tuple[str | None, dict[str, int]]:
         """Set (or with None, take back) a reader's reaction; returns (previous, counts)."""
         now = time.time() if now is None else now
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        day = utc_day(now)
+        ids = [r.id for r in site.all_reactions]
+        name = site.name
         previous, flat = self._vote(
             keys=[
-                counts_key(site, article),
-                readers_key(site, article),
-                index_key(site),
-                meta_key(site),
-                day_key(site, day),
+                counts_key(name, article),
+                readers_key(name, article),
+                index_key(name),
+                meta_key(name),
+                day_key(name, day),
+                day_total_key(name, day),
+                stats_key(name),
+                *(index_key(name, r) for r in ids),
             ],
             args=[
                 reader,
                 choice or "",
                 article,
-                channel(site, article),
+                channel(name, article),
                 int(now),
                 url,
                 title,
                 DAY_RETENTION_SECONDS,
+                *ids,
             ],
         )
         counts = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
@@ -272,6 +405,165 @@ class Store:
 
     def reader_choice(self, site: str, article: str, reader: str) -> str | None:
         return self.client.hget(readers_key(site, article), reader)
+
+    def reset_article(self, site: Site, article: str) -> int:
+        ids = [r.id for r in site.all_reactions]
+        name = site.name
+        return int(
+            self._reset(
+                keys=[
+                    counts_key(name, article),
+                    readers_key(name, article),
+                    index_key(name),
+                    imported_key(name),
+                    stats_key(name),
+                    *(index_key(name, r) for r in ids),
+                ],
+                args=[article, channel(name, article)],
+            )
+        )
+
+    def import_counts(
+        self, site: Site, article: str, counts: dict[str, int], url: str, title: str
+    ) -> int:
+        """Make `counts` the article's imported starting counts; returns the change in total."""
+        ids = [r.id for r in site.all_reactions]
+        name = site.name
+        wanted = {r: int(counts.get(r, 0)) for r in ids}
+        return int(
+            self._import(
+                keys=[
+                    counts_key(name, article),
+                    index_key(name),
+                    meta_key(name),
+                    imported_key(name),
+                    stats_key(name),
+                    *(index_key(name, r) for r in ids),
+                ],
+                args=[article, int(time.time()), url, title, json.dumps(wanted), *ids],
+            )
+        )
+
+    # Statistics for the admin pages: pipelines and indexes, never a loop of round trips ----
+
+    def site_stats(self, sites: list[Site]) -> list[SiteStats]:
+        pipe = self.client.pipeline(transaction=False)
+        for site in sites:
+            pipe.hmget(stats_key(site.name), "total", "last")
+            pipe.zcard(index_key(site.name))
+        replies = pipe.execute()
+        result = []
+        for number, site in enumerate(sites):
+            (total, last), articles = replies[2 * number], replies[2 * number + 1]
+            result.append(
+                SiteStats(site, int(total or 0), int(articles), float(last) if last else None)
+            )
+        return result
+
+    def article_count(self, site: str) -> int:
+        return int(self.client.zcard(index_key(site)))
+
+    def top_articles(
+        self, site: str, reaction: str | None, offset: int, limit: int
+    ) -> list[ArticleStats]:
+        """Articles by total (or by one reaction's count), highest first."""
+        ranked = self.client.zrevrange(index_key(site, reaction), offset, offset + limit - 1)
+        return self.article_stats(site, ranked)
+
+    def article_stats(self, site: str, articles: list[str]) -> list[ArticleStats]:
+        if not articles:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for article in articles:
+            pipe.hgetall(counts_key(site, article))
+        pipe.hmget(meta_key(site), articles)
+        *all_counts, metas = pipe.execute()
+        result = []
+        for article, counts, meta in zip(articles, all_counts, metas, strict=True):
+            info = json.loads(meta) if meta else {}
+            result.append(
+                ArticleStats(
+                    article,
+                    _as_counts(counts),
+                    title=str(info.get("title") or ""),
+                    url=str(info.get("url") or ""),
+                    first_seen=info.get("first_seen"),
+                )
+            )
+        return result
+
+    def search_articles(self, site: str, term: str, limit: int) -> list[ArticleStats]:
+        """Articles whose id or title contains `term` (any case), highest total first."""
+        needle = term.casefold()
+        found = []
+        for article, meta in self.client.hscan_iter(meta_key(site), count=1000):
+            title = str(json.loads(meta).get("title") or "")
+            if needle in article.casefold() or needle in title.casefold():
+                found.append(article)
+        if not found:
+            return []
+        scores = self.client.zmscore(index_key(site), found)
+        ranked = sorted(zip(found, scores, strict=True), key=lambda item: -(item[1] or 0))
+        return self.article_stats(site, [article for article, _ in ranked[:limit]])
+
+    def site_timeline(self, site: str, days: list[str]) -> list[dict[str, int]]:
+        """Reactions added on each day, per reaction."""
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(day_total_key(site, day))
+        return [_as_counts(raw) for raw in pipe.execute()]
+
+    def article_timeline(
+        self, site: str, article: str, reactions: list[str], days: list[str]
+    ) -> list[dict[str, int]]:
+        fields = [f"{article}|{r}" for r in reactions]
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hmget(day_key(site, day), fields)
+        return [
+            {r: int(v) for r, v in zip(reactions, values, strict=True) if v}
+            for values in pipe.execute()
+        ]
+
+    def iter_articles(self, site: str, batch: int = 500) -> Iterator[ArticleStats]:
+        """Every article of a site by total, highest first, a batch per round trip."""
+        offset = 0
+        while True:
+            ranked = self.client.zrevrange(index_key(site), offset, offset + batch - 1)
+            yield from self.article_stats(site, ranked)
+            if len(ranked) < batch:
+                return
+            offset += batch
+
+    # Admin login ---------------------------------------------------------------------------
+
+    def admin_password_hash(self) -> str | None:
+        return self.client.hget(ADMIN_KEY, "password")
+
+    def set_admin_password_hash(self, password_hash: str) -> None:
+        self.client.hset(ADMIN_KEY, "password", password_hash)
+
+    def login_failures(self, fingerprint: str) -> int:
+        return int(self.client.get(login_failures_key(fingerprint)) or 0)
+
+    def count_login_failure(self, fingerprint: str, window: int) -> int:
+        pipe = self.client.pipeline()
+        pipe.incr(login_failures_key(fingerprint))
+        pipe.expire(login_failures_key(fingerprint), window)
+        pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
+        failures, _, _ = pipe.execute()
+        return int(failures)
+
+    def clear_login_failures(self, fingerprint: str) -> None:
+        self.client.delete(login_failures_key(fingerprint))
+
+    def daily_salt(self, day: str) -> str:
+        """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked."""
+        key = salt_key(day)
+        pipe = self.client.pipeline()
+        pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
+        pipe.get(key)
+        return pipe.execute()[1]
 
 
 def _as_counts(raw: dict[str, str]) -> dict[str, int]:
