@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 from .embedded_redis import socket_url
@@ -41,9 +42,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     client = connect(url, settings["REACTIONS_REDIS_TIMEOUT"])
     app.extensions["reactions"] = Store(client, secret=settings["REACTIONS_SECRET_KEY"])
 
-    from . import api, embed, errors
+    if settings["REACTIONS_TRUSTED_PROXIES"]:
+        # Trust X-Forwarded-For/-Proto from exactly that many proxies in front of us.
+        n = settings["REACTIONS_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    from . import admin, api, embed, errors
 
     errors.register(app)
+    admin.setup(app)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health)
     app.register_blueprint(embed.bp)

@@ -17,7 +17,9 @@ import redis
 from . import __version__, config
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 from .reactions import ReactionsError, validate_origin, validate_site
+from .security import hash_password
 from .store import Site, Store, connect
+from .wordpress import read_posts
 
 
 def settings() -> dict:
@@ -191,6 +193,65 @@ def sites_remove(name: str) -> None:
         if not store.remove_site(name):
             raise click.ClickException(f"no registered site '{name}'")
     click.echo(f"Site '{name}' removed.")
+
+
+@main.group()
+def admin() -> None:
+    """Manage the admin login."""
+
+
+@admin.command("set-password")
+@click.password_option(help="The new admin password (asked twice when not given).")
+def admin_set_password(password: str) -> None:
+    """Store a salted hash of the admin password in Redis.
+
+    REACTIONS_ADMIN_PASSWORD, when set, takes precedence over the stored hash.
+    """
+    if len(password) < 10:
+        raise click.BadParameter("use at least 10 characters", param_hint="password")
+    with open_store() as store:
+        store.set_admin_password_hash(hash_password(password))
+    click.echo("Admin password saved. Log in at /admin/.")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Bring in reaction counts from other systems."""
+
+
+@import_group.command("wordpress")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False))
+@click.option("--site", "site_name", required=True, help="The registered site to import into.")
+@click.option("--dry-run", is_flag=True, help="Print what would be imported, change nothing.")
+def import_wordpress(export: str, site_name: str, dry_run: bool) -> None:
+    """Import Booster Extension reaction counts from a WordPress export (WXR) file.
+
+    Each post's counts (post meta twp_be_react_1 to _6) become its article's starting counts,
+    keyed by the post's permalink. Importing the same file again changes nothing.
+    """
+    try:
+        posts = read_posts(export)
+    except ReactionsError as error:
+        raise click.ClickException(error.detail) from None
+    with open_store() as store:
+        site = store.get_site(site_name)
+        if site is None:
+            raise click.ClickException(f"no site '{site_name}': add it with 'reactions sites add'")
+        known = {r.id for r in site.all_reactions}
+        verb = "would import" if dry_run else "imported"
+        change = 0
+        for post in posts:
+            for warning in post.warnings:
+                click.echo(f"warning: {post.url}: {warning}", err=True)
+            counts = {r: n for r, n in post.counts.items() if r in known}
+            if not dry_run:
+                change += store.import_counts(site, post.article, counts, post.url, post.title)
+            shown = ", ".join(f"{r} {n}" for r, n in counts.items())
+            click.echo(f"{verb} {post.article} ({post.title or 'untitled'}): {shown}")
+    total = sum(p.total for p in posts)
+    click.echo(f"{len(posts)} posts with reactions, {total} reactions in the file.")
+    if not dry_run:
+        click.echo(f"Counts changed by {change:+d} (0 when this file was imported before).")
 
 
 if __name__ == "__main__":

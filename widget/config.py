@@ -18,6 +18,9 @@ DEFAULTS = {
     "REACTIONS_REDIS_TIMEOUT": 0.5,
     "REACTIONS_MAX_BODY_BYTES": 4096,
     "REACTIONS_RETRY_AFTER": 5,
+    "REACTIONS_ADMIN_PASSWORD": "",
+    "REACTIONS_TRUSTED_PROXIES": 0,
+    "REACTIONS_LOGIN_DELAY": 0.25,
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -62,6 +65,12 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
     )
     settings["REACTIONS_RETRY_AFTER"] = _number(
         "REACTIONS_RETRY_AFTER", settings["REACTIONS_RETRY_AFTER"], int, 1, 3600
+    )
+    settings["REACTIONS_TRUSTED_PROXIES"] = _number(
+        "REACTIONS_TRUSTED_PROXIES", settings["REACTIONS_TRUSTED_PROXIES"], int, 0, 10
+    )
+    settings["REACTIONS_LOGIN_DELAY"] = _number(
+        "REACTIONS_LOGIN_DELAY", settings["REACTIONS_LOGIN_DELAY"], float, 0, 10
     )
     secret = settings["REACTIONS_SECRET_KEY"]
     if secret and len(secret) < 16:

@@ -69,6 +69,11 @@ class OriginNotAllowed(ReactionsError):
     code = "origin_not_allowed"
 
 
+class CsrfFailed(ReactionsError):
+    status = 400
+    code = "csrf_failed"
+
+
 class UnsupportedMediaType(ReactionsError):
     status = 415
     code = "unsupported_media_type"

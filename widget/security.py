@@ -6,10 +6,18 @@ cannot express, so the write path sets its headers here; reads use flask-cors wi
 
 from __future__ import annotations
 
-from flask import Request, Response
+import hashlib
+import hmac
+import secrets
+import time
 
-from .reactions import OriginNotAllowed, UnsupportedMediaType
-from .store import Site
+from flask import Request, Response, request, session
+from flask.sessions import SecureCookieSessionInterface
+from redis import RedisError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .reactions import CsrfFailed, OriginNotAllowed, UnsupportedMediaType
+from .store import Site, Store, utc_day
 
 PREFLIGHT_MAX_AGE = 7200
 
@@ -53,3 +61,65 @@ def preflight(request: Request) -> Response:
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
+
+
+# Admin: client fingerprints, CSRF tokens and passwords ----------------------------------
+
+
+def client_fingerprint(store: Store, request: Request) -> str:
+    """A hash of address + user agent under a salt that changes every UTC day.
+
+    Enough to count failures or requests per client for a day; the raw address and user
+    agent are never stored, and after the salt expires the hashes cannot be linked back.
+    """
+    salt = store.daily_salt(utc_day(time.time()))
+    message = f"{request.remote_addr or ''}\0{request.headers.get('User-Agent', '')}"
+    return hmac.new(salt.encode(), message.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, put into every admin form."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def check_csrf(request: Request) -> None:
+    sent = request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfFailed("the form's CSRF token is missing or stale; reload the page and retry")
+
+
+def password_matches(password: str, configured: str, stored_hash: str | None) -> bool:
+    """REACTIONS_ADMIN_PASSWORD wins; else the salted hash from `reactions admin set-password`."""
+    if configured:
+        return hmac.compare_digest(password.encode(), configured.encode())
+    if stored_hash:
+        return check_password_hash(stored_hash, password)
+    return False
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)  # werkzeug: salted scrypt
+
+
+class AdminSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, only under /admin, `Secure` whenever over HTTPS.
+
+    It is signed with a key derived from the server secret shared in Redis, so every worker
+    and app server accepts the same login without a configured Flask SECRET_KEY.
+    """
+
+    def open_session(self, app, request):
+        if not request.path.startswith("/admin"):
+            return None  # the public API has no sessions
+        if not app.secret_key:
+            try:
+                app.secret_key = app.extensions["reactions"].keyed_hash("admin-session")
+            except RedisError:
+                return None  # the admin's before_request answers 503
+        return super().open_session(app, request)
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or (request and request.is_secure))

@@ -325,6 +325,9 @@ class Store:
             stored.setdefault(name, site)
         return [stored[name] for name in sorted(stored)]
 
+    def is_registered(self, name: str) -> bool:
+        return bool(self.client.hexists(SITES_KEY, name))
+
     def remove_site(self, name: str) -> bool:
         self._sites.pop(name, None)
         return bool(self.client.hdel(SITES_KEY, name))

@@ -1,0 +1,496 @@
+"""The admin pages: login, sites, per-site and per-article statistics, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+
+from . import security
+from .errors import error_response
+from .reactions import (
+    REACTION_ID,
+    InvalidField,
+    Reaction,
+    ReactionsError,
+    percentages,
+    validate_origin,
+    validate_site,
+)
+from .store import ArticleStats, Site, current_store, last_days
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PAGE_SIZE = 50
+SEARCH_LIMIT = 200
+TIMELINE_CHOICES = (30, 90)
+EXPORT_DAY_CHOICES = (30, 90, 365)
+FAILURE_WINDOW = 15 * 60
+MAX_FAILURES = 5
+MAX_REACTIONS = 12
+SESSION_SECONDS = 12 * 3600
+ADMIN_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+PUBLIC_ENDPOINTS = {"admin.login"}
+
+
+@bp.before_request
+def require_login():
+    if not current_app.secret_key:
+        current_store().server_secret()  # Redis is down: a RedisError becomes a 503
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        since = session.get("since", 0)
+        if not session.get("admin") or time.time() - since > SESSION_SECONDS:
+            session.pop("admin", None)
+            if request.method == "GET":
+                return redirect(url_for("admin.login", next=request.full_path))
+            return error_response(401, "login_required", "log in at /admin/login first")
+    if request.method == "POST":
+        security.check_csrf(request)
+    return None
+
+
+@bp.after_request
+def security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = ADMIN_CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    return security.csrf_token()
+
+
+@bp.errorhandler(ReactionsError)
+def admin_error(error: ReactionsError):
+    if request.path.endswith((".csv", ".json")):
+        return error_response(error.status, error.code, error.detail)
+    return render_template("admin/error.html", error=error), error.status
+
+
+# Login -------------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    store = current_store()
+    configured = current_app.config["REACTIONS_ADMIN_PASSWORD"]
+    has_password = bool(configured or store.admin_password_hash())
+    message = ""
+    if request.method == "POST":
+        fingerprint = security.client_fingerprint(store, request)
+        if store.login_failures(fingerprint) >= MAX_FAILURES:
+            response = Response(
+                render_template(
+                    "admin/login.html",
+                    has_password=has_password,
+                    message="Too many failed attempts. Try again in 15 minutes.",
+                ),
+                status=429,
+            )
+            response.headers["Retry-After"] = str(FAILURE_WINDOW)
+            return response
+        password = request.form.get("password", "")
+        if has_password and security.password_matches(
+            password, configured, store.admin_password_hash()
+        ):
+            store.clear_login_failures(fingerprint)
+            session.clear()
+            session.update(admin=True, since=time.time())
+            security.csrf_token()
+            target = request.args.get("next", "")
+            # Only a path on this server: never an open redirect.
+            safe = target.startswith("/admin") and not target.startswith("//")
+            return redirect(target if safe else url_for("admin.sites"))
+        failures = store.count_login_failure(fingerprint, FAILURE_WINDOW)
+        # Each failure from the same client waits longer (capped), to slow down guessing.
+        delay = current_app.config["REACTIONS_LOGIN_DELAY"]
+        time.sleep(min(delay * 2 ** (failures - 1), 2.0))
+        message = "Wrong password."
+        status = 401
+    else:
+        status = 200
+    return render_template("admin/login.html", has_password=has_password, message=message), status
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+# Sites -------------------------------------------------------------------------------------
+
+
+def admin_site(name: str) -> Site:
+    site = current_store().get_site(name)
+    if site is None:
+        abort(404)
+    return site
+
+
+def parse_origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(dict.fromkeys(validate_origin(o) for o in raw.split() if o.strip()))
+    if not origins:
+        raise InvalidField("give at least one origin, such as https://blog.example.com")
+    return origins
+
+
+def embed_snippet(site: Site) -> str:
+    server = request.host_url.rstrip("/")
+    return (
+        f'<script src="{server}/embed.js" data-site="{site.name}" async></script>\n'
+        '<emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>'
+    )
+
+
+@bp.get("/")
+def sites():
+    store = current_store()
+    stats = store.site_stats(store.list_sites())
+    return render_template("admin/sites.html", stats=stats, snippet=embed_snippet)
+
+
+@bp.post("/sites")
+def add_site():
+    store = current_store()
+    name = validate_site(request.form.get("name", "").strip())
+    if store.is_registered(name):
+        raise InvalidField(f"site '{name}' exists already; edit its origins on its page")
+    store.save_site(Site(name, parse_origins(request.form.get("origins", ""))))
+    return redirect(url_for("admin.site", name=name))
+
+
+@bp.post("/sites/<name>/origins")
+def edit_origins(name: str):
+    store = current_store()
+    site = admin_site(name)
+    store.save_site(Site(site.name, parse_origins(request.form.get("origins", "")),
+                         site.reactions, site.created, site.retired))  # fmt: skip
+    return redirect(url_for("admin.site", name=name))
+
+
+@bp.get("/sites/<name>")
+def site(name: str):
+    store = current_store()
+    site = admin_site(name)
+    sort = request.args.get("sort", "total")
+    if sort != "total" and sort not in {r.id for r in site.reactions}:
+        sort = "total"
+    days = request.args.get("days", 30, type=int)
+    days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
+    query = request.args.get("q", "").strip()[:100]
+    page = max(1, request.args.get("page", 1, type=int))
+
+    total_articles = store.article_count(site.name)
+    pages = max(1, math.ceil(total_articles / PAGE_SIZE))
+    if query:
+        articles = store.search_articles(site.name, query, SEARCH_LIMIT)
+    else:
+        page = min(page, pages)
+        articles = store.top_articles(
+            site.name, None if sort == "total" else sort, (page - 1) * PAGE_SIZE, PAGE_SIZE
+        )
+    day_list = last_days(days)
+    timeline = store.site_timeline(site.name, day_list)
+    (stats,) = store.site_stats([site])
+    return render_template(
+        "admin/site.html",
+        site=site,
+        stats=stats,
+        rows=[article_row(site, a) for a in articles],
+        sort=sort,
+        days=days,
+        query=query,
+        page=page,
+        pages=pages,
+        total_articles=total_articles,
+        chart=timeline_chart(site, day_list, timeline),
+        snippet=embed_snippet(site),
+    )
+
+
+@bp.route("/sites/<name>/reactions", methods=["GET", "POST"])
+def reaction_set(name: str):
+    store = current_store()
+    site = admin_site(name)
+    if request.method == "POST":
+        site = store.save_site(edited_reaction_set(site, request.form))
+        return redirect(url_for("admin.reaction_set", name=name, saved=1))
+    return render_template("admin/reactions.html", site=site, saved=request.args.get("saved"))
+
+
+def edited_reaction_set(site: Site, form) -> Site:
+    """The site with the form's labels and emoji, retirements, restorations and addition."""
+
+    def text(field: str, limit: int, what: str) -> str:
+        value = " ".join(form.get(field, "").split())
+        if not value or len(value) > limit:
+            raise InvalidField(f"{what} must be 1-{limit} characters")
+        return value
+
+    active, retired = [], []
+    for reaction in site.all_reactions:
+        edited = Reaction(
+            reaction.id,
+            text(f"emoji-{reaction.id}", 16, f"the emoji of '{reaction.id}'"),
+            text(f"label-{reaction.id}", 32, f"the label of '{reaction.id}'"),
+        )
+        keep = form.get(f"active-{reaction.id}") == "on"
+        (active if keep else retired).append(edited)
+    new_id = form.get("new-id", "").strip()
+    if new_id:
+        if not REACTION_ID.fullmatch(new_id):
+            raise InvalidField("a new reaction id is 1-32 lowercase letters, digits, - or _")
+        if new_id in {r.id for r in site.all_reactions}:
+            raise InvalidField(f"reaction '{new_id}' exists already (restore it instead)")
+        active.append(
+            Reaction(new_id, text("new-emoji", 16, "the emoji"), text("new-label", 32, "the label"))
+        )
+    if not active:
+        raise InvalidField("a site needs at least one active reaction")
+    if len(active) > MAX_REACTIONS:
+        raise InvalidField(f"at most {MAX_REACTIONS} active reactions")
+    return Site(site.name, site.origins, tuple(active), site.created, tuple(retired))
+
+
+# Articles ----------------------------------------------------------------------------------
+
+
+def article_row(site: Site, article: ArticleStats) -> dict:
+    counts = [article.counts.get(r.id, 0) for r in site.reactions]
+    return {
+        "article": article.article,
+        "title": article.title,
+        "url": article.url if article.url.startswith(("http://", "https://")) else "",
+        "counts": counts,
+        "percents": percentages(counts),
+        "total": sum(counts),
+        "first_seen": article.first_seen,
+    }
+
+
+@bp.get("/sites/<name>/article")
+def article(name: str):
+    store = current_store()
+    site = admin_site(name)
+    article_id = request.args.get("id", "")
+    (stats,) = store.article_stats(site.name, [article_id]) or [None]
+    if stats is None or (not stats.counts and stats.first_seen is None):
+        abort(404)
+    days = request.args.get("days", 30, type=int)
+    days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
+    day_list = last_days(days)
+    timeline = store.article_timeline(
+        site.name, article_id, [r.id for r in site.reactions], day_list
+    )
+    return render_template(
+        "admin/article.html",
+        site=site,
+        row=article_row(site, stats),
+        days=days,
+        chart=timeline_chart(site, day_list, timeline),
+        reset=request.args.get("reset"),
+    )
+
+
+@bp.post("/sites/<name>/article/reset")
+def reset_article(name: str):
+    site = admin_site(name)
+    article_id = request.form.get("id", "")
+    if request.form.get("confirm") != "yes":
+        raise InvalidField("tick the box to confirm the reset")
+    removed = current_store().reset_article(site, article_id)
+    return redirect(url_for("admin.article", name=name, id=article_id, reset=removed))
+
+
+# Charts ------------------------------------------------------------------------------------
+
+
+def timeline_chart(site: Site, days: list[str], timeline: list[dict[str, int]]) -> dict:
+    """Geometry of a stacked daily bar chart, drawn as inline SVG by the template."""
+    width, height, left, bottom = 720, 200, 36, 22
+    totals = [sum(day.get(r.id, 0) for r in site.reactions) for day in timeline]
+    peak = max(totals + [1])
+    scale = nice_ceiling(peak)
+    slot = (width - left) / len(days)
+    bars = []
+    for index, (day, counts) in enumerate(zip(days, timeline, strict=True)):
+        y = height - bottom
+        for number, reaction in enumerate(site.reactions):
+            count = counts.get(reaction.id, 0)
+            if not count:
+                continue
+            h = (height - bottom - 8) * count / scale
+            y -= h
+            bars.append(
+                {
+                    "x": round(left + index * slot + slot * 0.15, 2),
+                    "y": round(y, 2),
+                    "w": round(slot * 0.7, 2),
+                    "h": round(h, 2),
+                    "series": number % 8,
+                    "title": f"{day}: {count} {reaction.label}",
+                }
+            )
+    ticks = [
+        {"x": round(left + i * slot + slot / 2, 2), "label": day[5:]}
+        for i, day in enumerate(days)
+        if i % max(1, len(days) // 6) == 0
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "base": height - bottom,
+        "top": 8,
+        "scale": scale,
+        "bars": bars,
+        "ticks": ticks,
+        "days": list(zip(days, totals, strict=True)),
+        "sum": sum(totals),
+        "legend": [(i % 8, r) for i, r in enumerate(site.reactions)],
+    }
+
+
+def nice_ceiling(value: int) -> int:
+    """The y-axis maximum: 1, 2 or 5 times a power of ten, at least `value`."""
+    magnitude = 10 ** max(0, len(str(int(value))) - 1)
+    for step in (1, 2, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude
+
+
+# Export ------------------------------------------------------------------------------------
+
+
+def export_name(site: Site, extension: str) -> str:
+    return f"reactions-{site.name}-{datetime.now(UTC):%Y-%m-%d}.{extension}"
+
+
+def spreadsheet_safe(value: str) -> str:
+    """Text that a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@bp.get("/sites/<name>/export.csv")
+def export_csv(name: str):
+    site = admin_site(name)
+    store = current_store()
+    daily = request.args.get("series") == "daily"
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+
+        def line(values) -> str:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(values)
+            return buffer.getvalue()
+
+        ids = [r.id for r in site.reactions]
+        if daily:
+            wanted = request.args.get("days", 90, type=int)
+            days = last_days(wanted if wanted in EXPORT_DAY_CHOICES else 90)
+            yield line(["day", *ids, "total"])
+            for day, counts in zip(days, store.site_timeline(site.name, days), strict=True):
+                values = [counts.get(r, 0) for r in ids]
+                yield line([day, *values, sum(values)])
+            return
+        yield line(["article", "title", "url", *ids, "total"])
+        for stats in store.iter_articles(site.name):
+            row = article_row(site, stats)
+            yield line(
+                [
+                    spreadsheet_safe(row["article"]),
+                    spreadsheet_safe(row["title"]),
+                    spreadsheet_safe(stats.url),
+                    *row["counts"],
+                    row["total"],
+                ]
+            )
+
+    suffix = "-daily" if daily else ""
+    response = Response(stream_with_context(rows()), mimetype="text/csv")
+    filename = export_name(site, "csv").replace(".csv", f"{suffix}.csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get("/sites/<name>/export.json")
+def export_json(name: str):
+    site = admin_site(name)
+    store = current_store()
+
+    def chunks() -> Iterator[str]:
+        head = {
+            "site": site.name,
+            "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reactions": [r.as_dict() for r in site.reactions],
+        }
+        # The object is streamed: its head, then one article at a time, then the series.
+        yield json.dumps(head, ensure_ascii=False)[:-1] + ', "articles": ['
+        first = True
+        for stats in store.iter_articles(site.name):
+            row = article_row(site, stats)
+            body = {
+                "article": row["article"],
+                "title": row["title"],
+                "url": stats.url,
+                "total": row["total"],
+                "counts": dict(zip([r.id for r in site.reactions], row["counts"], strict=True)),
+            }
+            yield ("" if first else ", ") + json.dumps(body, ensure_ascii=False)
+            first = False
+        days = last_days(90)
+        daily = [
+            {"day": day, "counts": {r.id: counts.get(r.id, 0) for r in site.reactions}}
+            for day, counts in zip(days, store.site_timeline(site.name, days), strict=True)
+        ]
+        yield '], "daily": ' + json.dumps(daily) + "}"
+
+    response = Response(stream_with_context(chunks()), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="{export_name(site, "json")}"'
+    return response
+
+
+@bp.app_template_filter("datetime")
+def format_datetime(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def setup(app) -> None:
+    app.session_interface = security.AdminSessionInterface()
+    app.config.update(
+        SESSION_COOKIE_NAME="reactions_admin",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PATH="/admin",
+    )
