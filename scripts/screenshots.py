@@ -28,7 +28,25 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+ADMIN_PASSWORD = "screenshot-only-password"
 VOTES = {"happy": 5, "sad": 0, "excited": 3, "sleepy": 1, "angry": 0, "surprise": 3}
+
+
+def seed_history(store) -> None:
+    """Reactions spread over the last 30 days, so the admin chart has something to show."""
+    import random
+    import time
+
+    demo = store.get_site("demo")
+    rng = random.Random(4)
+    now = time.time()
+    for slug, weight in (("tiny-gardens", 3), ("night-trains", 2)):
+        for number in range(40 * weight):
+            when = now - rng.random() ** 2 * 30 * 86400
+            reaction = rng.choice(["happy", "happy", "excited", "surprise", "sad", "sleepy"])
+            reader = store.reader_hash("demo", f"history-{slug}-{number}")
+            title = slug.replace("-", " ").capitalize()
+            store.set_reaction(demo, slug, reader, reaction, title=title, now=when)
 
 
 def main() -> None:
@@ -37,7 +55,9 @@ def main() -> None:
     if not chromium:
         sys.exit("needs Chromium: apt-get install chromium")
     with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data) as redis_server:
-        app = create_app({"REDIS_URL": redis_server.url})
+        app = create_app(
+            {"REDIS_URL": redis_server.url, "REACTIONS_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        )
         store = app.extensions["reactions"]
         number = 0
         for reaction, count in VOTES.items():
@@ -45,6 +65,7 @@ def main() -> None:
                 number += 1
                 reader = store.reader_hash("demo", f"screenshot-reader-{number:04d}")
                 store.set_reaction(store.get_site("demo"), "slow-mornings", reader, reaction)
+        seed_history(store)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}/demo"
@@ -65,8 +86,21 @@ def main() -> None:
                 target = os.path.join(ROOT, "docs", f"bar-{scheme}.png")
                 page.locator("main").screenshot(path=target)
                 print(f"wrote {os.path.relpath(target, ROOT)}")
+            admin_page(browser, f"http://127.0.0.1:{server.server_port}")
             browser.close()
         server.shutdown()
+
+
+def admin_page(browser, base: str) -> None:
+    """The admin's site page, after a few weeks of (made-up) reactions on three articles."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(f"{base}/admin/sites/demo")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/sites/demo*")
+    target = os.path.join(ROOT, "docs", "admin-site.png")
+    page.screenshot(path=target, full_page=True)
+    print(f"wrote {os.path.relpath(target, ROOT)}")
 
 
 if __name__ == "__main__":

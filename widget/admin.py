@@ -34,7 +34,7 @@ from .reactions import (
     validate_origin,
     validate_site,
 )
-from .store import ArticleStats, Site, current_store, last_days
+from .store import SELF_ORIGIN, ArticleStats, Site, current_store, last_days
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -153,7 +153,10 @@ def admin_site(name: str) -> Site:
 
 
 def parse_origins(raw: str) -> tuple[str, ...]:
-    origins = tuple(dict.fromkeys(validate_origin(o) for o in raw.split() if o.strip()))
+    """Origins one per line; `self` stands for this server's own origin."""
+    origins = tuple(
+        dict.fromkeys(o if o == SELF_ORIGIN else validate_origin(o) for o in raw.split())
+    )
     if not origins:
         raise InvalidField("give at least one origin, such as https://blog.example.com")
     return origins
