@@ -53,9 +53,11 @@ class EmbeddedRedis:
     The socket is private to the user (0700); nothing listens on TCP.
     """
 
-    def __init__(self, data_dir: str, appendfsync: str = "everysec"):
+    def __init__(self, data_dir: str, appendfsync: str = "everysec", persistent: bool = True):
         self.data_dir = os.path.abspath(data_dir)
         self.appendfsync = appendfsync
+        # persistent=False is for benchmarks that load millions of throwaway keys.
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     @property
@@ -84,7 +86,7 @@ class EmbeddedRedis:
             "--unixsocket", self.socket,
             "--unixsocketperm", "700",
             "--dir", self.data_dir,
-            "--appendonly", "yes",
+            "--appendonly", "yes" if self.persistent else "no",
             "--appendfsync", self.appendfsync,
             "--save", "",
             "--maxmemory-policy", "noeviction",
