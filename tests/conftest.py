@@ -26,6 +26,17 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 SECRET = "test-secret-key-0123456789"
+# Votes from agents that look automated are not counted; tests act as a real browser.
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+# Most tests send many votes from one address; the rate-limit tests set their own limits.
+NO_LIMITS = {
+    "REACTIONS_RATE_PER_MINUTE": 10_000_000,
+    "REACTIONS_SITE_RATE_PER_SECOND": 10_000_000,
+    "REACTIONS_NEW_ARTICLES_PER_HOUR": 10_000_000,
+}
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
@@ -58,13 +69,15 @@ def redis_client(redis_server):
 @pytest.fixture
 def app(redis_server, redis_client):
     return create_app(
-        {"REDIS_URL": redis_server.url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True}
+        {"REDIS_URL": redis_server.url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True} | NO_LIMITS
     )
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
+    return client
 
 
 @pytest.fixture
@@ -116,7 +129,7 @@ def browser():
 
 @pytest.fixture
 def context(browser):
-    context = browser.new_context()
+    context = browser.new_context(user_agent=BROWSER_UA)
     yield context
     context.close()
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tests.conftest import NO_LIMITS
 from widget import create_app
 from widget.store import Site
 
@@ -29,6 +30,7 @@ def app(redis_server, redis_client):
             "REACTIONS_ADMIN_PASSWORD": PASSWORD,
             "REACTIONS_LOGIN_DELAY": 0,
         }
+        | NO_LIMITS
     )
 
 

@@ -5,6 +5,7 @@ import io
 
 import pytest
 
+from tests.conftest import NO_LIMITS
 from widget import create_app
 
 PASSWORD = "browser admin password"
@@ -19,6 +20,7 @@ def app(redis_server, redis_client):
             "REACTIONS_ADMIN_PASSWORD": PASSWORD,
             "REACTIONS_LOGIN_DELAY": 0,
         }
+        | NO_LIMITS
     )
 
 

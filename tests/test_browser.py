@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.conftest import BROWSER_UA
 from widget.store import Site
 
 pytestmark = pytest.mark.usefixtures("redis_client")
@@ -91,7 +92,7 @@ def test_a_reader_reacts_changes_undoes_and_reloads(page, live_server, client):
 
 def test_two_readers_share_the_percentages(browser, live_server, client):
     for label in ("Happy", "Sad"):
-        context = browser.new_context()
+        context = browser.new_context(user_agent=BROWSER_UA)
         page = context.new_page()
         page.goto(f"{live_server.url}/demo")
         wait_for_bar(page)
@@ -102,7 +103,7 @@ def test_two_readers_share_the_percentages(browser, live_server, client):
             arg=1 if label == "Happy" else 2,
         )
         context.close()
-    context = browser.new_context()
+    context = browser.new_context(user_agent=BROWSER_UA)
     page = context.new_page()
     page.goto(f"{live_server.url}/demo")
     wait_for_bar(page)
@@ -196,7 +197,9 @@ def test_a_failed_vote_rolls_back_and_says_so(page, live_server):
 
 
 def test_dark_mode_and_reduced_motion(browser, live_server):
-    context = browser.new_context(color_scheme="dark", reduced_motion="reduce")
+    context = browser.new_context(
+        color_scheme="dark", reduced_motion="reduce", user_agent=BROWSER_UA
+    )
     page = context.new_page()
     page.goto(f"{live_server.url}/demo")
     wait_for_bar(page)

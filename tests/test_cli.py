@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import wait_until
+from tests.conftest import BROWSER_UA, wait_until
 from widget.cli import main
 from widget.embedded_redis import answers, socket_url
 
@@ -141,7 +141,11 @@ class Server:
         request = urllib.request.Request(
             f"{self.url}/api/v1/reactions",
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Origin": self.url},
+            headers={
+                "Content-Type": "application/json",
+                "Origin": self.url,
+                "User-Agent": BROWSER_UA,
+            },
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read())

@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from urllib.parse import urlsplit
 
+from tests.conftest import BROWSER_UA
 from widget.reactions import DEFAULT_REACTIONS
 
 READERS = 50
@@ -22,7 +23,7 @@ def post(base: str, body: dict) -> dict:
             "POST",
             "/api/v1/reactions",
             body=json.dumps(body),
-            headers={"Content-Type": "application/json", "Origin": base},
+            headers={"Content-Type": "application/json", "Origin": base, "User-Agent": BROWSER_UA},
         )
         response = connection.getresponse()
         assert response.status == 200, response.read()

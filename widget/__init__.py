@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
 from .embedded_redis import socket_url
-from .store import Store, connect
+from .store import Limits, Store, connect
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     url = settings["REDIS_URL"] or socket_url(settings["REACTIONS_DATA_DIR"])
     client = connect(url, settings["REACTIONS_REDIS_TIMEOUT"])
-    app.extensions["reactions"] = Store(client, secret=settings["REACTIONS_SECRET_KEY"])
+    limits = Limits(
+        per_client_minute=settings["REACTIONS_RATE_PER_MINUTE"],
+        per_site_second=settings["REACTIONS_SITE_RATE_PER_SECOND"],
+        new_articles_hour=settings["REACTIONS_NEW_ARTICLES_PER_HOUR"],
+    )
+    app.extensions["reactions"] = Store(
+        client, secret=settings["REACTIONS_SECRET_KEY"], limits=limits
+    )
 
     if settings["REACTIONS_TRUSTED_PROXIES"]:
         # Trust X-Forwarded-For/-Proto from exactly that many proxies in front of us.

@@ -91,11 +91,24 @@ def post_reaction():
     title = validate_title(data.get("title"))
 
     store = current_store()
-    _, counts = store.set_reaction(
-        site, article, store.reader_hash(site.name, reader), choice, url, title
-    )
-    body = summary(site.name, article, site.reactions, counts)
-    body["mine"] = choice
+    if security.is_automated(request):
+        # Answered like a vote, so a crawler sees nothing unusual, but not counted.
+        body = summary(site.name, article, site.reactions, store.counts(site.name, article))
+        body["mine"] = None
+        body["counted"] = False
+    else:
+        _, counts = store.set_reaction(
+            site,
+            article,
+            store.reader_hash(site.name, reader),
+            choice,
+            url,
+            title,
+            client=security.client_fingerprint(store, request),
+        )
+        body = summary(site.name, article, site.reactions, counts)
+        body["mine"] = choice
+        body["counted"] = True
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

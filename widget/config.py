@@ -21,6 +21,9 @@ DEFAULTS = {
     "REACTIONS_ADMIN_PASSWORD": "",
     "REACTIONS_TRUSTED_PROXIES": 0,
     "REACTIONS_LOGIN_DELAY": 0.25,
+    "REACTIONS_RATE_PER_MINUTE": 60,
+    "REACTIONS_SITE_RATE_PER_SECOND": 500,
+    "REACTIONS_NEW_ARTICLES_PER_HOUR": 500,
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -72,6 +75,12 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
     settings["REACTIONS_LOGIN_DELAY"] = _number(
         "REACTIONS_LOGIN_DELAY", settings["REACTIONS_LOGIN_DELAY"], float, 0, 10
     )
+    for name in (
+        "REACTIONS_RATE_PER_MINUTE",
+        "REACTIONS_SITE_RATE_PER_SECOND",
+        "REACTIONS_NEW_ARTICLES_PER_HOUR",
+    ):
+        settings[name] = _number(name, settings[name], int, 1, 10_000_000)
     secret = settings["REACTIONS_SECRET_KEY"]
     if secret and len(secret) < 16:
         raise ConfigError("REACTIONS_SECRET_KEY must be at least 16 characters long")

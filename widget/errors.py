@@ -7,6 +7,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .reactions import ReactionsError
+from .store import RateLimited
 
 
 def error_response(status: int, code: str, detail: str):
@@ -28,6 +29,17 @@ def register(app: Flask) -> None:
             503, "store_unavailable", "the reaction store is unreachable; try again shortly"
         )
         response.headers["Retry-After"] = str(current_app.config["REACTIONS_RETRY_AFTER"])
+        return response
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(error: RateLimited):
+        detail = {
+            "client": "too many reactions from this browser; wait a little",
+            "site": "this site is taking too many reactions right now; try again shortly",
+            "articles": "this site gained too many new articles this hour",
+        }[error.scope]
+        response = error_response(429, "rate_limited", detail)
+        response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -40,6 +41,21 @@ def require_allowed_origin(request: Request, site: Site) -> str:
             raise OriginNotAllowed("writes must come from a browser page (Origin header)")
         raise OriginNotAllowed(f"origin {origin} is not allowed for site '{site.name}'")
     return origin
+
+
+# Self-declared bots, crawlers, link previews, headless browsers and HTTP libraries: they may
+# read counts, but their votes are not counted.
+AUTOMATED_AGENTS = re.compile(
+    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|selenium|puppeteer|playwright|"
+    r"lighthouse|python-requests|python-urllib|aiohttp|httpx|curl/|wget/|go-http-client|"
+    r"java/|okhttp|libwww|scrapy|facebookexternalhit|embedly|preview",
+    re.IGNORECASE,
+)
+
+
+def is_automated(request: Request) -> bool:
+    agent = request.headers.get("User-Agent", "")
+    return not agent or bool(AUTOMATED_AGENTS.search(agent))
 
 
 def allow_write_origin(response: Response, origin: str) -> Response:

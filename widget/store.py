@@ -70,6 +70,18 @@ def channel(site: str, article: str) -> str:
     return f"rx:{{{site}}}:ch:{article}"
 
 
+def client_rate_key(site: str, client: str, minute: int) -> str:
+    return f"rx:{{{site}}}:rl:{client}:{minute}"
+
+
+def site_rate_key(site: str, second: int) -> str:
+    return f"rx:{{{site}}}:rs:{second}"
+
+
+def new_articles_key(site: str, hour: int) -> str:
+    return f"rx:{{{site}}}:new:{hour}"
+
+
 def salt_key(day: str) -> str:
     return f"rx:salt:{day}"
 
@@ -84,15 +96,34 @@ def login_failures_key(fingerprint: str) -> str:
 # One vote, atomically: move this reader's reaction from the previous choice to the new one
 # (or remove it), keep the indexes, stats and day buckets in step, publish and return the
 # counts. Setting the choice a reader already has changes nothing, so retries never
-# double-count. KEYS[8..] are the per-reaction indexes of ARGV[9..] (the site's reactions).
+# double-count. It first applies the rate limits (KEYS[8..10]), so a vote costs one round trip.
+# KEYS[11..] are the per-reaction indexes of ARGV[12..] (the site's reactions).
 VOTE_SCRIPT = """
+local function limited(key, limit, window)
+  local used = redis.call('INCR', key)
+  if used == 1 then redis.call('EXPIRE', key, window) end
+  if used > limit then
+    local ttl = redis.call('TTL', key)
+    return ttl > 0 and ttl or window
+  end
+  return nil
+end
+local wait = limited(KEYS[8], tonumber(ARGV[9]), 60)
+if wait then return {'!', 'client', wait} end
+wait = limited(KEYS[9], tonumber(ARGV[10]), 1)
+if wait then return {'!', 'site', wait} end
 local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local wanted = ARGV[2]
 local function reaction_index(reaction)
-  for i = 9, #ARGV do
+  for i = 12, #ARGV do
     if ARGV[i] == reaction then return KEYS[i - 1] end
   end
   return nil
+end
+if previous ~= wanted and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
+  -- A new article: at most ARGV[11] a site per hour, so strangers cannot flood Redis.
+  wait = limited(KEYS[10], tonumber(ARGV[11]), 3600)
+  if wait then return {'!', 'articles', wait} end
 end
 if previous ~= wanted then
   if previous ~= '' then
@@ -232,6 +263,23 @@ BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How many votes a client may send to a site per minute, a site may take per second,
+    and how many new articles a site may gain per hour."""
+
+    per_client_minute: int = 1_000_000
+    per_site_second: int = 1_000_000
+    new_articles_hour: int = 1_000_000
+
+
+class RateLimited(Exception):
+    def __init__(self, scope: str, retry_after: int):
+        super().__init__(scope)
+        self.scope = scope
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass(frozen=True)
 class SiteStats:
     site: Site
     total: int
@@ -285,6 +333,8 @@ class Store:
 
     client: redis.Redis
     secret: str = ""
+    limits: Limits = field(default_factory=lambda: Limits())
+    _salts: dict[str, str] = field(default_factory=dict)
     _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -374,13 +424,21 @@ class Store:
         url: str = "",
         title: str = "",
         now: float | None = None,
+        client: str = "",
+        limits: Limits | None = None,
     ) -> tuple[str | None, dict[str, int]]:
-        """Set (or with None, take back) a reader's reaction; returns (previous, counts)."""
+        """Set (or with None, take back) a reader's reaction; returns (previous, counts).
+
+        Raises RateLimited when the client, the site or the site's new articles are over
+        their limits; nothing is changed then.
+        """
         now = time.time() if now is None else now
+        # Limits are for requests from clients; the server's own calls (import, tools) have none.
+        limits = limits or (self.limits if client else Limits())
         day = utc_day(now)
         ids = [r.id for r in site.all_reactions]
         name = site.name
-        previous, flat = self._vote(
+        result = self._vote(
             keys=[
                 counts_key(name, article),
                 readers_key(name, article),
@@ -389,6 +447,9 @@ class Store:
                 day_key(name, day),
                 day_total_key(name, day),
                 stats_key(name),
+                client_rate_key(name, client, int(now // 60)),
+                site_rate_key(name, int(now)),
+                new_articles_key(name, int(now // 3600)),
                 *(index_key(name, r) for r in ids),
             ],
             args=[
@@ -400,9 +461,15 @@ class Store:
                 url,
                 title,
                 DAY_RETENTION_SECONDS,
+                limits.per_client_minute,
+                limits.per_site_second,
+                limits.new_articles_hour,
                 *ids,
             ],
         )
+        if result[0] == "!":
+            raise RateLimited(result[1], int(result[2]))
+        previous, flat = result
         counts = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
         return (previous or None), counts
 
@@ -561,12 +628,19 @@ class Store:
         self.client.delete(login_failures_key(fingerprint))
 
     def daily_salt(self, day: str) -> str:
-        """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked."""
-        key = salt_key(day)
-        pipe = self.client.pipeline()
-        pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
-        pipe.get(key)
-        return pipe.execute()[1]
+        """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked.
+
+        Cached per process; every worker and app server reads the same salt from Redis.
+        """
+        salt = self._salts.get(day)
+        if salt is None:
+            key = salt_key(day)
+            pipe = self.client.pipeline()
+            pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
+            pipe.get(key)
+            salt = pipe.execute()[1]
+            self._salts = {day: salt}
+        return salt
 
 
 def _as_counts(raw: dict[str, str]) -> dict[str, int]:
