@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, Response, g, jsonify, request
 from flask_cors import cross_origin
 
-from . import security
+from . import openapi, security
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
@@ -130,6 +130,13 @@ def parse_json_object() -> dict:
     if not isinstance(data, dict):
         raise InvalidField("the body must be a JSON object")
     return data
+
+
+@health.get("/openapi.json")
+def openapi_json():
+    response = jsonify(openapi.document())
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @health.get("/healthz")

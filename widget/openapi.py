@@ -1,0 +1,214 @@
+"""The OpenAPI description of the public API, served at /openapi.json.
+
+The fuzz tests generate requests from it and check every response against it, so it must list
+every status each operation can answer.
+"""
+
+from __future__ import annotations
+
+from . import __version__
+from .reactions import (
+    MAX_ARTICLE_LENGTH,
+    MAX_BATCH_ARTICLES,
+    MAX_READER_LENGTH,
+    MAX_TITLE_LENGTH,
+    MAX_URL_LENGTH,
+    MIN_READER_LENGTH,
+)
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+SITE = {
+    "name": "site",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$", "example": "demo"},
+}
+ARTICLE = {
+    "name": "article",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string", "maxLength": MAX_ARTICLE_LENGTH, "example": "first-post"},
+}
+UNAVAILABLE = _error("Redis is unreachable; see Retry-After")
+READ_ERRORS = {
+    "400": _error("A parameter is missing or invalid"),
+    "403": _error("The site is not registered"),
+    "503": UNAVAILABLE,
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "reactions",
+            "version": __version__,
+            "description": "Emoji reactions for articles: read counts, set a reader's reaction.",
+        },
+        "paths": {
+            "/api/v1/reactions": {
+                "get": {
+                    "operationId": "getReactions",
+                    "summary": "Counts and percentages of one article",
+                    "parameters": [SITE, ARTICLE],
+                    "responses": {
+                        "200": _json("The article's reactions in the site's order", "Counts"),
+                        "304": {"description": "Not modified since the ETag sent"},
+                        **READ_ERRORS,
+                    },
+                },
+                "post": {
+                    "operationId": "setReaction",
+                    "summary": "Set, change or take back a reader's reaction",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Vote"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("The article's reactions after the change", "VoteResult"),
+                        "400": _error("A field is missing or invalid"),
+                        "403": _error("Unknown site, or an origin the site does not allow"),
+                        "413": _error("The body is too large"),
+                        "415": _error("The body is not application/json"),
+                        "429": _error("Too many reactions; see Retry-After"),
+                        "503": UNAVAILABLE,
+                    },
+                },
+            },
+            "/api/v1/reactions/batch": {
+                "get": {
+                    "operationId": "getReactionsBatch",
+                    "summary": "Counts of several articles of one site",
+                    "parameters": [
+                        SITE,
+                        {
+                            "name": "article",
+                            "in": "query",
+                            "required": True,
+                            "style": "form",
+                            "explode": True,
+                            "schema": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH_ARTICLES,
+                                "items": {"type": "string", "maxLength": MAX_ARTICLE_LENGTH},
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("Each article's reactions, keyed as asked", "Batch"),
+                        "304": {"description": "Not modified since the ETag sent"},
+                        **READ_ERRORS,
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "The process answers",
+                    "responses": {"200": _json("Up", "Status")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Redis answers",
+                    "responses": {"200": _json("Ready", "Status"), "503": UNAVAILABLE},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+                },
+                "Status": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}},
+                },
+                "Reaction": {
+                    "type": "object",
+                    "required": ["id", "emoji", "label", "count", "percent"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "emoji": {"type": "string"},
+                        "label": {"type": "string"},
+                        "count": {"type": "integer", "minimum": 0},
+                        "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                    },
+                },
+                "Counts": {
+                    "type": "object",
+                    "required": ["site", "article", "total", "reactions"],
+                    "properties": {
+                        "site": {"type": "string"},
+                        "article": {"type": "string"},
+                        "total": {"type": "integer", "minimum": 0},
+                        "reactions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Reaction"},
+                        },
+                    },
+                },
+                "VoteResult": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Counts"},
+                        {
+                            "type": "object",
+                            "required": ["mine", "counted"],
+                            "properties": {
+                                "mine": {"type": "string", "nullable": True},
+                                "counted": {"type": "boolean"},
+                            },
+                        },
+                    ]
+                },
+                "Batch": {
+                    "type": "object",
+                    "required": ["articles"],
+                    "properties": {
+                        "articles": {
+                            "type": "object",
+                            "additionalProperties": {"$ref": "#/components/schemas/Counts"},
+                        }
+                    },
+                },
+                "Vote": {
+                    "type": "object",
+                    "required": ["site", "article", "reader", "reaction"],
+                    "properties": {
+                        "site": SITE["schema"],
+                        "article": ARTICLE["schema"],
+                        "reader": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z0-9_-]+$",
+                            "minLength": MIN_READER_LENGTH,
+                            "maxLength": MAX_READER_LENGTH,
+                        },
+                        "reaction": {"type": "string", "nullable": True, "example": "happy"},
+                        "url": {"type": "string", "maxLength": MAX_URL_LENGTH},
+                        "title": {"type": "string", "maxLength": MAX_TITLE_LENGTH},
+                    },
+                },
+            }
+        },
+    }
