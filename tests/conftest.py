@@ -3,10 +3,16 @@ a real headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 import redis
@@ -144,3 +150,72 @@ def page(context):
         lambda message: page.errors.append(message.text) if message.type == "error" else None,
     )
     yield page
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`reactions serve` in a child process, as an operator starts it."""
+
+    def __init__(self, data_dir, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "REACTIONS_DATA_DIR": str(data_dir), "REDIS_URL": "", **env}
+
+    def start(self):
+        # Its own session, so a test can kill the whole server (gunicorn and workers) at once.
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "widget.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        wait_until(lambda: self.ready(), timeout=30, interval=0.1)
+        return self
+
+    def ready(self):
+        assert self.process.poll() is None, self.process.stdout.read()
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, output
+
+    def vote(self, reader, reaction, article="durable"):
+        body = {"site": "demo", "article": article, "reader": reader, "reaction": reaction}
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/reactions",
+            data=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Origin": self.url,
+                "User-Agent": BROWSER_UA,
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def counts(self, article="durable"):
+        url = f"{self.url}/api/v1/reactions?site=demo&article={article}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return {r["id"]: r["count"] for r in json.loads(response.read())["reactions"]}

@@ -1,17 +1,11 @@
 """The `reactions` command: sites, and `serve` as an operator runs it."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import urllib.request
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import BROWSER_UA, wait_until
+from tests.conftest import Server
 from widget.cli import main
 from widget.embedded_redis import answers, socket_url
 
@@ -87,73 +81,6 @@ def test_sites_add_without_a_server_uses_the_embedded_redis(tmp_path):
 def test_invalid_config_names_the_variable(tmp_path):
     result = CliRunner(env={"REACTIONS_APPENDFSYNC": "sometimes"}).invoke(main, ["sites", "list"])
     assert result.exit_code == 1 and "REACTIONS_APPENDFSYNC" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`reactions serve` in a child process, as an operator starts it."""
-
-    def __init__(self, data_dir, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "REACTIONS_DATA_DIR": str(data_dir), "REDIS_URL": "", **env}
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "widget.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        wait_until(lambda: self.ready(), timeout=30, interval=0.1)
-        return self
-
-    def ready(self):
-        assert self.process.poll() is None, self.process.stdout.read()
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=30)
-        return self.process.returncode, output
-
-    def vote(self, reader, reaction, article="durable"):
-        body = {"site": "demo", "article": article, "reader": reader, "reaction": reaction}
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/reactions",
-            data=json.dumps(body).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "Origin": self.url,
-                "User-Agent": BROWSER_UA,
-            },
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())
-
-    def counts(self, article="durable"):
-        url = f"{self.url}/api/v1/reactions?site=demo&article={article}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return {r["id"]: r["count"] for r in json.loads(response.read())["reactions"]}
 
 
 def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):

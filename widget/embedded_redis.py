@@ -92,6 +92,7 @@ class EmbeddedRedis:
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", "redis.log",
+            "--pidfile", os.path.join(self.data_dir, "redis.pid"),
         ]  # fmt: skip
         # Its own session: Ctrl-C in a terminal reaches gunicorn, which finishes its requests
         # before `reactions serve` stops Redis; Redis must not vanish under those requests.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import time
@@ -89,8 +90,25 @@ def client_fingerprint(store: Store, request: Request) -> str:
     agent are never stored, and after the salt expires the hashes cannot be linked back.
     """
     salt = store.daily_salt(utc_day(time.time()))
-    message = f"{request.remote_addr or ''}\0{request.headers.get('User-Agent', '')}"
+    message = f"{client_address(request)}\0{request.headers.get('User-Agent', '')}"
     return hmac.new(salt.encode(), message.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def client_address(request: Request) -> str:
+    """The client's address in one canonical spelling (IPv6 compressed, IPv4-mapped IPv6 as
+    IPv4), so that one client cannot get several rate limits by respelling its address.
+
+    Behind REACTIONS_TRUSTED_PROXIES proxies, ProxyFix has already taken it from
+    X-Forwarded-For; otherwise that header is ignored.
+    """
+    raw = (request.remote_addr or "").strip().strip("[]")
+    try:
+        address = ipaddress.ip_address(raw.split("%")[0])
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def csrf_token() -> str:

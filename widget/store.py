@@ -565,11 +565,17 @@ class Store:
     def search_articles(self, site: str, term: str, limit: int) -> list[ArticleStats]:
         """Articles whose id or title contains `term` (any case), highest total first."""
         needle = term.casefold()
+        # The title as it appears inside the stored JSON (Lua's cjson escapes / and quotes):
+        # a cheap substring test skips decoding the metadata of articles that cannot match.
+        encoded = json.dumps(needle, ensure_ascii=False)[1:-1].replace("/", "\\/")
         found = []
-        for article, meta in self.client.hscan_iter(meta_key(site), count=1000):
-            title = str(json.loads(meta).get("title") or "")
-            if needle in article.casefold() or needle in title.casefold():
+        for article, meta in self.client.hscan_iter(meta_key(site), count=5000):
+            if needle in article.casefold():
                 found.append(article)
+            elif encoded in meta.casefold():
+                title = str(json.loads(meta).get("title") or "")
+                if needle in title.casefold():
+                    found.append(article)
         if not found:
             return []
         scores = self.client.zmscore(index_key(site), found)
