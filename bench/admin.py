@@ -26,17 +26,7 @@ from flask import render_template_string  # noqa: E402
 
 from widget import create_app  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
-from widget.store import (  # noqa: E402
-    VOTE_SCRIPT,
-    channel,
-    counts_key,
-    day_key,
-    day_total_key,
-    index_key,
-    meta_key,
-    readers_key,
-    stats_key,
-)
+from widget.store import VOTE_SCRIPT, Limits, counts_key, index_key, vote_arguments  # noqa: E402
 
 PASSWORD = "benchmark-password"
 REPEATS = 15
@@ -51,25 +41,17 @@ def load(store, articles: int, reactions: int) -> float:
     weights = [1 / (rank + 1) ** 0.8 for rank in range(articles)]
     chosen = rng.choices(range(articles), weights=weights, k=reactions)
     now = time.time()
-    days = [time.strftime("%Y-%m-%d", time.gmtime(now - back * 86400)) for back in range(90)]
-    index_keys = [index_key("demo", r) for r in ids]
     sha = store._vote.sha
     store.client.script_load(VOTE_SCRIPT)
     started = time.perf_counter()
     pipe = store.client.pipeline(transaction=False)
     for number, article_number in enumerate(chosen):
         article = f"article-{article_number:05d}"
-        day = days[number % 90]
-        keys = [
-            counts_key("demo", article), readers_key("demo", article), index_key("demo"),
-            meta_key("demo"), day_key("demo", day), day_total_key("demo", day),
-            stats_key("demo"), *index_keys,
-        ]  # fmt: skip
-        args = [
-            f"reader{number:07d}", rng.choice(ids), article, channel("demo", article), int(now),
-            f"https://blog.example/{article}", f"Article number {article_number}", 400 * 86400,
-            *ids,
-        ]  # fmt: skip
+        keys, args = vote_arguments(
+            site, article, f"reader{number:07d}", rng.choice(ids),
+            f"https://blog.example/{article}", f"Article number {article_number}",
+            now - (number % 90) * 86400, "", Limits(),
+        )  # fmt: skip
         # The vote script itself, without redis-py's per-call Script bookkeeping.
         pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         if len(pipe) >= 2000:

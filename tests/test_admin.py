@@ -400,3 +400,11 @@ def test_bad_reaction_sets_are_refused(admin, store, change):
 def test_unknown_site_and_article_are_404(admin):
     assert admin.get("/admin/sites/nosuch").status_code == 404
     assert admin.get("/admin/sites/demo/article?id=never").status_code == 404
+
+
+def test_search_finds_titles_with_slashes_quotes_and_accents(admin, store):
+    vote(store, "p1", "r1", "happy", title='Either/or: "quotes" in Zürich')
+    vote(store, "p2", "r2", "sad", title="Something else")
+    for term in ("either/or", '"quotes"', "zürich", "ZÜRICH", "p1"):
+        page = admin.get("/admin/sites/demo", query_string={"q": term}).get_data(as_text=True)
+        assert "article?id=p1" in page and "article?id=p2" not in page, term

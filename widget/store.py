@@ -300,6 +300,51 @@ class ArticleStats:
         return sum(self.counts.values())
 
 
+def vote_arguments(
+    site: Site,
+    article: str,
+    reader: str,
+    choice: str | None,
+    url: str,
+    title: str,
+    now: float,
+    client: str,
+    limits: Limits,
+) -> tuple[list[str], list]:
+    """KEYS and ARGV of the vote script, in the order the script reads them."""
+    day = utc_day(now)
+    ids = [r.id for r in site.all_reactions]
+    name = site.name
+    keys = [
+        counts_key(name, article),
+        readers_key(name, article),
+        index_key(name),
+        meta_key(name),
+        day_key(name, day),
+        day_total_key(name, day),
+        stats_key(name),
+        client_rate_key(name, client, int(now // 60)),
+        site_rate_key(name, int(now)),
+        new_articles_key(name, int(now // 3600)),
+        *(index_key(name, r) for r in ids),
+    ]
+    args = [
+        reader,
+        choice or "",
+        article,
+        channel(name, article),
+        int(now),
+        url,
+        title,
+        DAY_RETENTION_SECONDS,
+        limits.per_client_minute,
+        limits.per_site_second,
+        limits.new_articles_hour,
+        *ids,
+    ]
+    return keys, args
+
+
 def current_store() -> Store:
     """The store of the running app (created by `create_app`)."""
     return current_app.extensions["reactions"]
@@ -435,38 +480,8 @@ class Store:
         now = time.time() if now is None else now
         # Limits are for requests from clients; the server's own calls (import, tools) have none.
         limits = limits or (self.limits if client else Limits())
-        day = utc_day(now)
-        ids = [r.id for r in site.all_reactions]
-        name = site.name
-        result = self._vote(
-            keys=[
-                counts_key(name, article),
-                readers_key(name, article),
-                index_key(name),
-                meta_key(name),
-                day_key(name, day),
-                day_total_key(name, day),
-                stats_key(name),
-                client_rate_key(name, client, int(now // 60)),
-                site_rate_key(name, int(now)),
-                new_articles_key(name, int(now // 3600)),
-                *(index_key(name, r) for r in ids),
-            ],
-            args=[
-                reader,
-                choice or "",
-                article,
-                channel(name, article),
-                int(now),
-                url,
-                title,
-                DAY_RETENTION_SECONDS,
-                limits.per_client_minute,
-                limits.per_site_second,
-                limits.new_articles_hour,
-                *ids,
-            ],
-        )
+        keys, args = vote_arguments(site, article, reader, choice, url, title, now, client, limits)
+        result = self._vote(keys=keys, args=args)
         if result[0] == "!":
             raise RateLimited(result[1], int(result[2]))
         previous, flat = result
