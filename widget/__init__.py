@@ -54,12 +54,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         n = settings["REACTIONS_TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
-    from . import admin, api, embed, errors
+    from . import admin, api, embed, errors, live
 
+    app.extensions["reactions_live"] = live.Hub(app.extensions["reactions"])
     errors.register(app)
     admin.setup(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health)
+    app.register_blueprint(live.bp)
     app.register_blueprint(embed.bp)
     return app

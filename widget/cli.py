@@ -66,10 +66,21 @@ def main() -> None:
     "--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Processes."
 )
 @click.option(
-    "--threads", default=16, show_default=True, type=click.IntRange(1, 1000),
-    help="Threads per worker process.",
+    "--worker-class", type=click.Choice(["gevent", "gthread"]), default="gevent",
+    show_default=True,
+    help="gevent holds thousands of idle live streams per process; gthread needs a thread each.",
 )  # fmt: skip
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option(
+    "--connections", default=2000, show_default=True, type=click.IntRange(10, 100_000),
+    help="Open connections (live streams included) per gevent worker.",
+)  # fmt: skip
+@click.option(
+    "--threads", default=16, show_default=True, type=click.IntRange(1, 1000),
+    help="Threads per worker process (gthread only).",
+)  # fmt: skip
+def serve(
+    host: str, port: int, workers: int, worker_class: str, connections: int, threads: int
+) -> None:
     """Run the server under gunicorn.
 
     Without REDIS_URL it first starts the embedded Redis (AOF persistence in
@@ -91,7 +102,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
-        "--worker-class", "gthread",
+        "--worker-class", worker_class,
+        "--worker-connections", str(connections),
         "--threads", str(threads),
         "--graceful-timeout", "5",
         "--no-control-socket",

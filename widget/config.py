@@ -27,6 +27,10 @@ DEFAULTS = {
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
+REDIS_SCHEMES = (
+    "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+    "rediss+sentinel",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -53,8 +57,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
     settings.update(overrides or {})
 
     url = settings["REDIS_URL"]
-    if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+    if url and urlsplit(url).scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"REDIS_URL must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, "
+            f"got {url!r}"
+        )
     if settings["REACTIONS_APPENDFSYNC"] not in APPENDFSYNC_CHOICES:
         raise ConfigError(
             f"REACTIONS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_CHOICES)}, "

@@ -15,11 +15,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import redis
 from flask import current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from .reactions import DEFAULT_REACTIONS, Reaction, parse_reaction_set
 
@@ -80,6 +82,17 @@ def site_rate_key(site: str, second: int) -> str:
 
 def new_articles_key(site: str, hour: int) -> str:
     return f"rx:{{{site}}}:new:{hour}"
+
+
+def channel_pattern() -> str:
+    """Every article channel of every site: one subscription per worker process."""
+    return "rx:{*}:ch:*"
+
+
+def parse_channel(name: str) -> tuple[str, str]:
+    """(site, article) of a channel name made by `channel`."""
+    site, _, article = name[len("rx:{") :].partition("}:ch:")
+    return site, article
 
 
 def salt_key(day: str) -> str:
@@ -351,14 +364,39 @@ def current_store() -> Store:
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
-    """A client whose calls fail fast when Redis is down, so a request gets a quick 503."""
+    """A client whose calls fail fast when Redis is down, so a request gets a quick 503.
+
+    `redis://`, `rediss://` and `unix://` reach one Redis; `redis+cluster://host:port` a
+    Redis Cluster (redis-py's cluster client, seeded from that node);
+    `redis+sentinel://host:port[,host:port…]/service` the master a Sentinel group names.
+    """
+    options = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return redis.RedisCluster.from_url(
+            url.replace("+cluster", "", 1), retry=Retry(NoBackoff(), 1), **options
+        )
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        parts = urlsplit(url)
+        hosts = []
+        for host in parts.netloc.rsplit("@", 1)[-1].split(","):
+            name, _, port = host.rpartition(":")
+            hosts.append((name.strip("[]"), int(port or 26379)))
+        service = parts.path.strip("/") or "mymaster"
+        sentinel = Sentinel(
+            hosts,
+            socket_timeout=timeout,
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            password=parts.password,
+            ssl=scheme.startswith("rediss"),
+        )
+        return sentinel.master_for(service, retry=Retry(NoBackoff(), 1), **options)
     return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
+        url, retry=Retry(NoBackoff(), 1), health_check_interval=30, **options
     )
 
 
@@ -638,7 +676,8 @@ class Store:
         return int(self.client.get(login_failures_key(fingerprint)) or 0)
 
     def count_login_failure(self, fingerprint: str, window: int) -> int:
-        pipe = self.client.pipeline()
+        # Not a transaction: the keys live on different cluster slots.
+        pipe = self.client.pipeline(transaction=False)
         pipe.incr(login_failures_key(fingerprint))
         pipe.expire(login_failures_key(fingerprint), window)
         pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
@@ -656,7 +695,7 @@ class Store:
         salt = self._salts.get(day)
         if salt is None:
             key = salt_key(day)
-            pipe = self.client.pipeline()
+            pipe = self.client.pipeline(transaction=False)
             pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
             pipe.get(key)
             salt = pipe.execute()[1]

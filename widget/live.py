@@ -1,0 +1,166 @@
+"""Live counts over Server-Sent Events.
+
+Each worker process holds ONE Redis pub/sub connection (a pattern subscription to every
+article channel) and fans each message out to the streams open in that process, so a
+thousand viewers cost a thousand idle sockets, not a thousand Redis connections. Under
+gunicorn's gevent worker the listener and the streams are greenlets; under threads they are
+threads: the code only uses `threading` and `queue`, which gevent patches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import redis
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from .api import known_site
+from .reactions import normalize_article, summary
+from .store import Store, channel, channel_pattern, current_store, parse_channel
+
+bp = Blueprint("live", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15
+# Streams end after a while and the browser reconnects: spreads viewers over app servers
+# that were added since, and bounds the life of any one response.
+STREAM_SECONDS = 15 * 60
+RECONNECT_MILLISECONDS = 3000
+MAX_STREAMS_PER_PROCESS = 10_000
+
+
+class Hub:
+    """The process's pub/sub listener and the queues of its open streams, by channel."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.streams: dict[str, set[queue.Queue]] = {}
+        self.count = 0
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._pid = 0
+
+    def open(self, site: str, article: str) -> queue.Queue:
+        self._ensure_listener()
+        # queue.Queue, not SimpleQueue: gevent's patched locks make its waits cooperative.
+        inbox: queue.Queue = queue.Queue()
+        with self._lock:
+            self.streams.setdefault(channel(site, article), set()).add(inbox)
+            self.count += 1
+        return inbox
+
+    def close(self, site: str, article: str, inbox: queue.Queue) -> None:
+        name = channel(site, article)
+        with self._lock:
+            inboxes = self.streams.get(name)
+            if inboxes and inbox in inboxes:
+                inboxes.discard(inbox)
+                self.count -= 1
+                if not inboxes:
+                    del self.streams[name]
+
+    def _ensure_listener(self) -> None:
+        # After a fork (gunicorn preloading) the parent's thread does not exist in the child.
+        if self._listener and self._listener.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._listener and self._listener.is_alive() and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._listener = threading.Thread(
+                target=self._listen, name="reactions-live", daemon=True
+            )
+            self._listener.start()
+
+    def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = None
+            try:
+                pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(channel_pattern())
+                self.connected.set()
+                delay = 0.1
+                while True:
+                    message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                    if message and message["type"] == "pmessage":
+                        self._dispatch(message["channel"], message["data"])
+            except (redis.RedisError, OSError) as error:
+                self.connected.clear()
+                log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        pubsub.close()
+
+    def _dispatch(self, name: str, data: str) -> None:
+        inboxes = self.streams.get(name)
+        if not inboxes:
+            return
+        site_name, article = parse_channel(name)
+        site = self.store.get_site(site_name)
+        if site is None:
+            return
+        # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
+        counts = {k: int(v) for k, v in (json.loads(data) or {}).items()}
+        body = summary(site.name, article, site.reactions, counts)
+        # Encoded once per message, whatever the number of streams.
+        event = f"event: counts\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+        for inbox in list(inboxes):
+            inbox.put(event)
+
+
+def current_hub() -> Hub:
+    return current_app.extensions["reactions_live"]
+
+
+@bp.get("/stream")
+def stream():
+    site = known_site(request.args.get("site"))
+    article = normalize_article(request.args.get("article"))
+    hub = current_hub()
+    if hub.count >= MAX_STREAMS_PER_PROCESS:
+        response = Response(
+            json.dumps({"error": "too_many_streams", "detail": "poll the counts instead"}),
+            status=503,
+            mimetype="application/json",
+        )
+        response.headers["Retry-After"] = "30"
+        return response
+    # Subscribe before reading the counts, so no change between the two is missed.
+    inbox = hub.open(site.name, article)
+    hub.connected.wait(timeout=1.0)
+    try:
+        counts = current_store().counts(site.name, article)
+    except redis.RedisError:
+        hub.close(site.name, article, inbox)
+        raise
+    first = json.dumps(summary(site.name, article, site.reactions, counts), ensure_ascii=False)
+
+    def events() -> Iterator[str]:
+        try:
+            yield f"retry: {RECONNECT_MILLISECONDS}\nevent: counts\ndata: {first}\n\n"
+            ends = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < ends:
+                try:
+                    yield inbox.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:
+                    yield ": heartbeat\n\n"
+        finally:
+            hub.close(site.name, article, inbox)
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
