@@ -3,6 +3,7 @@ a real headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import urllib.request
 import pytest
 import redis
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
 from widget import create_app
 from widget.embedded_redis import EmbeddedRedis
@@ -110,6 +112,20 @@ class LiveServer:
 def live_server(app):
     with LiveServer(app) as server:
         yield server
+
+
+@contextlib.contextmanager
+def host_page(html: str):
+    """A site owner's page on another origin (another port): yields its URL."""
+    page_server = make_server(
+        "127.0.0.1", 0, lambda environ, start: Response(html, mimetype="text/html")(environ, start)
+    )
+    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{page_server.server_port}/"
+    finally:
+        page_server.shutdown()
+        page_server.server_close()
 
 
 def chromium_path() -> str | None:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.conftest import BROWSER_UA
+from tests.conftest import BROWSER_UA, host_page, wait_until
 from widget.store import Site
 
 pytestmark = pytest.mark.usefixtures("redis_client")
@@ -232,3 +232,59 @@ def test_a_bar_without_an_element_goes_after_the_article(page, live_server, stor
         "() => fetch('/api/v1/reactions?site=blog&article=' + encodeURIComponent(location.origin"
         " + '/host-page')).then(r => r.json()).then(b => b.total === 1)"
     )
+
+
+def open_demo(browser, url):
+    context = browser.new_context(user_agent=BROWSER_UA)
+    page = context.new_page()
+    page.goto(url)
+    wait_for_bar(page)
+    return context, page
+
+
+def test_a_reaction_reaches_another_readers_bar_live(browser, live_server):
+    watcher_context = browser.new_context(user_agent=BROWSER_UA)
+    watcher = watcher_context.new_page()
+    with watcher.expect_request("**/api/v1/stream?*"):
+        watcher.goto(f"{live_server.url}/demo")
+    wait_for_bar(watcher)
+    reader_context, reader = open_demo(browser, f"{live_server.url}/demo")
+    try:
+        button(reader, "Surprise").click()
+        # No reload, no click on the watcher's side: the stream brings the new numbers.
+        wait_for_percents(watcher, ["0 %", "0 %", "0 %", "0 %", "0 %", "100 %"])
+        button(reader, "Surprise").click()
+        wait_for_percents(watcher, ["0 %"] * 6)
+    finally:
+        reader_context.close()
+        watcher_context.close()
+
+
+def test_polling_with_etags_when_streams_are_not_used(browser, live_server, store, caplog):
+    caplog.set_level("INFO", logger="werkzeug")
+    html = (
+        "<title>Polling host</title><article><h1>Post</h1></article>"
+        '<emoji-reactions data-article="polled"></emoji-reactions>'
+        f'<script src="{live_server.url}/embed.js" data-site="demo" data-live="poll" '
+        'data-poll="2" async></script>'
+    )
+
+    def polls():
+        return [
+            line.rsplit(" ", 2)[-2]
+            for line in caplog.messages
+            if "GET /api/v1/reactions?site=demo&article=polled" in line
+        ]
+
+    context = browser.new_context(user_agent=BROWSER_UA)
+    page = context.new_page()  # no page.route here: routing turns the HTTP cache off
+    with host_page(html) as url:
+        page.goto(url)
+        wait_for_bar(page)
+        demo = store.get_site("demo")
+        store.set_reaction(demo, "polled", store.reader_hash("demo", "another-reader-token"), "sad")
+        wait_for_percents(page, ["0 %", "100 %", "0 %", "0 %", "0 %", "0 %"])
+        # Unchanged counts are revalidated with If-None-Match and answered 304, not resent.
+        wait_until(lambda: "304" in polls(), timeout=15)
+    assert not any("/api/v1/stream" in line for line in caplog.messages)
+    context.close()

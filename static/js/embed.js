@@ -6,7 +6,10 @@
   if (!window.customElements || customElements.get(TAG)) return;
 
   const script = document.currentScript || document.querySelector('script[src*="embed"][data-site]');
-  const defaultSite = script ? script.getAttribute('data-site') : '';
+  const option = (name, fallback) => (script && script.getAttribute(`data-${name}`)) || fallback;
+  const defaultSite = option('site', '');
+  const liveMode = option('live', 'stream'); // stream | poll | off
+  const pollMs = Math.max(2, +option('poll', 10) || 10) * 1000;
   const api = new URL('api/v1/reactions', script ? script.src : location.href).href;
   const KEY = 'emoji-reactions';
   const MAX_CHOICES = 500;
@@ -86,6 +89,60 @@
     (bars.get(`${site} ${article}`) || []).forEach((bar) => bar.update(data));
   };
 
+  // Live counts: one EventSource per article while one of its bars is on screen and the tab
+  // is visible; on repeated failure, polling (the browser revalidates with If-None-Match).
+  const links = new Map(); // site+article -> {site, article, source, timer, fails, polls}
+  const watch = (site, article) => {
+    const key = `${site} ${article}`;
+    const wanted = liveMode !== 'off' && !document.hidden
+      && [...(bars.get(key) || [])].some((bar) => bar.visible);
+    let link = links.get(key);
+    if (!link) {
+      if (!wanted) return;
+      link = { site, article, fails: 0, polls: 0 };
+      links.set(key, link);
+    }
+    if (!wanted) stop(link);
+    else if (!link.source && !link.timer) connect(link);
+  };
+  const stop = (link) => {
+    if (link.source) link.source.close();
+    clearTimeout(link.timer);
+    link.source = link.timer = null;
+  };
+  const later = (link, ms, run) => {
+    link.timer = setTimeout(() => { link.timer = null; run(); }, ms);
+  };
+  const connect = (link) => {
+    const query = new URLSearchParams({ site: link.site, article: link.article });
+    if (!window.EventSource || link.fails > 3 || liveMode === 'poll') {
+      // Streams keep failing (a proxy, an old browser): poll, and try streaming again later.
+      later(link, pollMs, () => request(`${api}?${query}`, { cache: 'no-cache' })
+        .then((data) => show(link.site, link.article, data))
+        .catch(() => show(link.site, link.article, null))
+        .finally(() => {
+          if (++link.polls > 30) link.fails = link.polls = 0;
+          watch(link.site, link.article);
+        }));
+      return;
+    }
+    const source = link.source = new EventSource(`${api.replace(/reactions$/, 'stream')}?${query}`);
+    source.addEventListener('counts', (event) => {
+      link.fails = 0;
+      show(link.site, link.article, JSON.parse(event.data));
+    });
+    source.onerror = () => {
+      stop(link);
+      link.fails++;
+      later(link, Math.min(30000, 500 * 2 ** link.fails), () => watch(link.site, link.article));
+    };
+  };
+  const seen = window.IntersectionObserver && new IntersectionObserver((entries) => entries.forEach((entry) => {
+    entry.target.visible = entry.isIntersecting;
+    watch(entry.target.site, entry.target.article);
+  }));
+  document.addEventListener('visibilitychange', () => links.forEach((l) => watch(l.site, l.article)));
+
   const CSS = `
 :host{display:block;min-height:2.6rem;font:15px/1.2 system-ui,-apple-system,"Segoe UI",sans-serif;
 --rx-ink:#1f2328;--rx-muted:#59636e;--rx-bg:#fff;--rx-line:#d0d7de;--rx-fill:#fde7d4;--rx-accent:#c2410c}
@@ -126,6 +183,9 @@ button[aria-pressed=true]{border-color:var(--rx-accent);box-shadow:inset 0 0 0 1
     disconnectedCallback() {
       const set = bars.get(this.key);
       if (set) set.delete(this);
+      if (seen) seen.unobserve(this);
+      this.visible = false;
+      watch(this.site, this.article);
     }
 
     start() {
@@ -151,6 +211,8 @@ button[aria-pressed=true]{border-color:var(--rx-accent);box-shadow:inset 0 0 0 1
       this.key = `${this.site} ${this.article}`;
       if (!bars.has(this.key)) bars.set(this.key, new Set());
       bars.get(this.key).add(this);
+      if (seen) seen.observe(this);
+      else watch(this.site, this.article, (this.visible = true));
       if (this.data) return;
       if (!pending.size) setTimeout(flush, 0);
       if (!pending.has(this.site)) pending.set(this.site, new Set());
