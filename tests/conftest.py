@@ -16,12 +16,13 @@ import time
 import urllib.request
 
 import pytest
-import redis
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
+from tests.cluster import LocalCluster
 from widget import create_app
 from widget.embedded_redis import EmbeddedRedis
+from widget.store import connect
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -66,18 +67,31 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def redis_client(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+def redis_url(redis_server):
+    """The Redis the app under test uses; test modules may override it (e.g. a cluster)."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = connect(redis_url, 5.0)
     client.flushall()
     yield client
     client.close()
 
 
 @pytest.fixture
-def app(redis_server, redis_client):
+def app(redis_url, redis_client):
     return create_app(
-        {"REDIS_URL": redis_server.url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True} | NO_LIMITS
+        {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True} | NO_LIMITS
     )
 
 

@@ -11,6 +11,14 @@ ORIGIN = "http://localhost"  # the test client's own origin: the demo site accep
 READER = "reader-token-aaaaaaaaaaaa"
 
 
+@pytest.fixture(params=["embedded", "cluster"])
+def redis_url(request, redis_server):
+    """Every API test runs on the embedded Redis and on a 3-master Redis Cluster."""
+    if request.param == "cluster":
+        return request.getfixturevalue("redis_cluster").url
+    return redis_server.url
+
+
 def vote(
     client, reaction, reader=READER, article="first-post", site="demo", origin=ORIGIN, **extra
 ):
