@@ -34,6 +34,7 @@ HEARTBEAT_SECONDS = 15
 STREAM_SECONDS = 15 * 60
 RECONNECT_MILLISECONDS = 3000
 MAX_STREAMS_PER_PROCESS = 10_000
+COALESCE_SECONDS = 0.05
 
 
 class Hub:
@@ -46,6 +47,8 @@ class Hub:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
+        self._pending: dict[str, str] = {}
+        self._wake = threading.Event()
         self._pid = 0
 
     def open(self, site: str, article: str) -> queue.Queue:
@@ -79,6 +82,7 @@ class Hub:
                 target=self._listen, name="reactions-live", daemon=True
             )
             self._listener.start()
+            threading.Thread(target=self._flush, name="reactions-live-fanout", daemon=True).start()
 
     def _listen(self) -> None:
         delay = 0.1
@@ -104,6 +108,31 @@ class Hub:
                         pubsub.close()
 
     def _dispatch(self, name: str, data: str) -> None:
+        if name not in self.streams:
+            return
+        with self._lock:
+            self._pending[name] = data  # only the newest counts of an article matter
+        self._wake.set()
+
+    def _flush(self) -> None:
+        """Sends the newest counts of each changed article to its streams.
+
+        A busy article's votes are coalesced: at most one event per COALESCE_SECONDS goes to
+        each stream, so the work per stream stays flat however fast the votes come.
+        """
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for name, data in pending.items():
+                try:
+                    self._send(name, data)
+                except (redis.RedisError, ValueError) as error:
+                    log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
+            time.sleep(COALESCE_SECONDS)
+
+    def _send(self, name: str, data: str) -> None:
         inboxes = self.streams.get(name)
         if not inboxes:
             return

@@ -29,6 +29,8 @@ SITES_KEY = "rx:sites"
 SECRET_KEY = "rx:secret"
 DAY_RETENTION_SECONDS = 400 * 24 * 3600
 SITE_CACHE_SECONDS = 5.0
+# Redis connections per process (per node on a cluster).
+MAX_CONNECTIONS = 64
 # The origin placeholder that means "the reactions server's own origin" (the demo site).
 SELF_ORIGIN = "self"
 
@@ -378,7 +380,10 @@ def connect(url: str, timeout: float) -> redis.Redis:
     scheme = urlsplit(url).scheme
     if scheme in ("redis+cluster", "rediss+cluster"):
         return redis.RedisCluster.from_url(
-            url.replace("+cluster", "", 1), retry=Retry(NoBackoff(), 1), **options
+            url.replace("+cluster", "", 1),
+            retry=Retry(NoBackoff(), 1),
+            max_connections=MAX_CONNECTIONS,
+            **options,
         )
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         parts = urlsplit(url)
@@ -395,9 +400,18 @@ def connect(url: str, timeout: float) -> redis.Redis:
             ssl=scheme.startswith("rediss"),
         )
         return sentinel.master_for(service, retry=Retry(NoBackoff(), 1), **options)
-    return redis.Redis.from_url(
-        url, retry=Retry(NoBackoff(), 1), health_check_interval=30, **options
+    # A bounded pool: a burst of a thousand requests (or live streams opening) waits for one
+    # of these connections, instead of opening a thousand at once and overflowing Redis's
+    # accept backlog.
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+        **options,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def utc_day(timestamp: float) -> str:
