@@ -215,11 +215,17 @@ class Server:
             text=True,
             start_new_session=True,
         )
+        # Drain the server's output as it comes: a full pipe would block the server.
+        self.output: list[str] = []
+        self.drain = threading.Thread(
+            target=lambda: self.output.extend(iter(self.process.stdout.readline, "")), daemon=True
+        )
+        self.drain.start()
         wait_until(lambda: self.ready(), timeout=30, interval=0.1)
         return self
 
     def ready(self):
-        assert self.process.poll() is None, self.process.stdout.read()
+        assert self.process.poll() is None, "".join(self.output)
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
                 return response.status == 200
@@ -228,8 +234,9 @@ class Server:
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=30)
-        return self.process.returncode, output
+        self.process.wait(timeout=30)
+        self.drain.join(timeout=10)  # reads to the end of the output
+        return self.process.returncode, "".join(self.output)
 
     def vote(self, reader, reaction, article="durable"):
         body = {"site": "demo", "article": article, "reader": reader, "reaction": reaction}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -22,9 +24,16 @@ def register(app: Flask) -> None:
     def client_error(error: ReactionsError):
         return error_response(error.status, error.code, error.detail)
 
+    last_warning = [0.0]
+
     @app.errorhandler(redis.RedisError)
     def store_unavailable(error: redis.RedisError):
-        current_app.logger.warning("redis unavailable: %s", type(error).__name__)
+        # One line per outage and per 10 s, not one per request: an outage under load must
+        # not flood (or block on) the log.
+        now = time.monotonic()
+        if now - last_warning[0] > 10:
+            last_warning[0] = now
+            current_app.logger.warning("redis unavailable: %s", type(error).__name__)
         response = error_response(
             503, "store_unavailable", "the reaction store is unreachable; try again shortly"
         )
