@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tests.conftest import BROWSER_UA  # noqa: E402
 from widget import create_app  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
 
@@ -71,7 +72,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{server.server_port}/demo"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
-            page = browser.new_page(viewport={"width": 760, "height": 900})
+            # A browser's user agent: headless Chromium's own is treated as a bot, not counted.
+            page = browser.new_page(viewport={"width": 760, "height": 900}, user_agent=BROWSER_UA)
             page.goto(url)
             page.wait_for_function(
                 "() => document.querySelector('emoji-reactions').shadowRoot"

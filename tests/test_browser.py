@@ -17,7 +17,7 @@ def bar_state(page, bar=0):
     return page.evaluate(
         """(index) => [...document.querySelectorAll('emoji-reactions')[index]
                .shadowRoot.querySelectorAll('button')].map(b => [
-                 b.querySelector('.label').textContent, b.querySelector('.pct').textContent,
+                 b.querySelector('span').textContent, b.querySelector('small').textContent,
                  b.getAttribute('aria-pressed')])""",
         bar,
     )
@@ -42,7 +42,7 @@ def wait_for_bar(page, bar=0):
 def wait_for_percents(page, expected, bar=0):
     page.wait_for_function(
         "([i, want]) => [...document.querySelectorAll('emoji-reactions')[i].shadowRoot"
-        ".querySelectorAll('.pct')].map(p => p.textContent).join('|') === want",
+        ".querySelectorAll('small')].map(p => p.textContent).join('|') === want",
         arg=[bar, "|".join(expected)],
     )
 

@@ -12,7 +12,8 @@ from . import resource_dir
 
 bp = Blueprint("embed", __name__)
 
-EMBED_PATH = os.path.join(resource_dir("static"), "js", "embed.js")
+# The minified build of static/js/embed.js (scripts/build_embed.py).
+EMBED_PATH = os.path.join(resource_dir("static"), "js", "embed.min.js")
 # Short enough that a new release reaches readers soon; versioned URLs are immutable.
 EMBED_MAX_AGE = 300
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
