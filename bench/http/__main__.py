@@ -1,0 +1,151 @@
+"""HTTP throughput and latency of the product against a thin reference, in one run.
+
+    .venv/bin/python bench/http [--seconds 10] [--connections 32]
+
+Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, as in production), then
+two gunicorn servers with the same settings (gevent workers, 2 processes): the thin
+reference (bench/thin_app.py: POST = one HINCRBY + HGETALL pipeline, GET = one HGETALL) and
+the product. Runs each load with wrk for a fixed time (bounded) and prints requests/s,
+p50/p99 latency and the product ÷ thin ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)
+
+from widget.embedded_redis import EmbeddedRedis  # noqa: E402
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
+WORKERS = ["--worker-class", "gevent", "--workers", "2", "--worker-connections", "2000"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn(app: str, port: int, env: dict) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *WORKERS,
+         "--no-control-socket", "--pythonpath", f"{ROOT},{HERE}", app],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except urllib.error.HTTPError:
+            return process  # it answers (404 or a redirect is fine)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{app} did not start")
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None, headers=()) -> dict:
+    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for header in headers:
+        args += ["-H", header]
+    if script:
+        args += ["-s", os.path.join(HERE, script)]
+    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": latency(re.search(r"\s50%\s+([\d.]+\w+)", output).group(1)),
+        "p99": latency(re.search(r"\s99%\s+([\d.]+\w+)", output).group(1)),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def latency(text: str) -> float:
+    """wrk's "1.23ms" / "456.00us" / "1.02s" in milliseconds."""
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    options = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench/http needs wrk: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data) as redis_server:
+        thin_port, product_port = free_port(), free_port()
+        env = {
+            "REDIS_URL": redis_server.url,
+            "REACTIONS_RATE_PER_MINUTE": "10000000",
+            "REACTIONS_SITE_RATE_PER_SECOND": "10000000",
+            "REACTIONS_NEW_ARTICLES_PER_HOUR": "10000000",
+        }
+        servers = [
+            gunicorn("thin_app:app", thin_port, env),
+            gunicorn("widget:create_app()", product_port, env),
+        ]
+        try:
+            thin = f"http://127.0.0.1:{thin_port}"
+            product = f"http://127.0.0.1:{product_port}"
+            json_headers = ["Content-Type: application/json", f"User-Agent: {UA}"]
+            vote_headers = [*json_headers, f"Origin: {product}"]
+            batch = "&".join(f"article=post-{n}" for n in range(20))
+            counts_url = f"{product}/api/v1/reactions?site=demo&article=bench"
+            run = lambda url, **kw: wrk(url, options.seconds, options.connections, **kw)  # noqa: E731
+            # Warm both servers (imports, script load, connection pools) before measuring.
+            run(f"{thin}/counts")
+            run(counts_url)
+            results = {
+                "thin POST (HINCRBY+HGETALL)": run(
+                    f"{thin}/vote", script="post.lua", headers=json_headers
+                ),
+                "thin GET (HGETALL)": run(f"{thin}/counts"),
+                "vote POST, distinct readers": run(
+                    product, script="vote.lua", headers=vote_headers
+                ),
+                "counts GET": run(counts_url, headers=[f"User-Agent: {UA}"]),
+                "counts GET, If-None-Match (304)": None,
+                "batch GET, 20 articles": run(
+                    f"{product}/api/v1/reactions/batch?site=demo&{batch}"
+                ),
+                "GET /embed.js": run(f"{product}/embed.js"),
+            }
+            etag = urllib.request.urlopen(counts_url).headers["ETag"]
+            results["counts GET, If-None-Match (304)"] = run(
+                counts_url, headers=[f"If-None-Match: {etag}"]
+            )
+        finally:
+            for server in servers:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(30)
+
+    thin_post = results["thin POST (HINCRBY+HGETALL)"]["rps"]
+    thin_get = results["thin GET (HGETALL)"]["rps"]
+    print(f"{options.connections} connections, {options.seconds} s each, 2 gevent workers\n")
+    print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'÷ thin':>7}")
+    for name, result in results.items():
+        reference = thin_post if "POST" in name else thin_get
+        ratio = "" if name.startswith("thin") else f"{result['rps'] / reference:7.2f}"
+        errors = f"  ({result['errors']} non-2xx/3xx)" if result["errors"] else ""
+        print(f"{name:34} {result['rps']:8.0f} {result['p50']:7.2f} {result['p99']:7.2f} "
+              f"{ratio:>7}{errors}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

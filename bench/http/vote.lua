@@ -1,0 +1,17 @@
+-- Product votes: every request a new reader (so every vote changes the counts).
+local counter = 0
+local thread_id = 0
+local reactions = {"happy", "sad", "excited", "sleepy", "angry", "surprise"}
+
+function setup(thread)
+  thread_id = thread_id + 1
+  thread:set("id", thread_id)
+end
+
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"site":"demo","article":"bench","reader":"reader-%d-%09d-bench","reaction":"%s"}',
+    id, counter, reactions[counter % 6 + 1])
+  return wrk.format("POST", "/api/v1/reactions", nil, body)
+end
