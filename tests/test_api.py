@@ -95,7 +95,8 @@ def test_reads_are_public_and_revalidated_by_etag(client):
     vote(client, "happy")
     first = client.get("/api/v1/reactions?site=demo&article=first-post")
     assert first.headers["Access-Control-Allow-Origin"] == "*"
-    assert "no-cache" in first.headers["Cache-Control"]
+    assert "no-cache" in first.headers["Cache-Control"]  # browsers revalidate
+    assert first.headers["CDN-Cache-Control"] == "public, max-age=5"  # a CDN may hold it
     etag = first.headers["ETag"]
     repeat = client.get(
         "/api/v1/reactions?site=demo&article=first-post", headers={"If-None-Match": etag}

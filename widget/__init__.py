@@ -56,7 +56,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import admin, api, embed, errors, live
 
-    app.extensions["reactions_live"] = live.Hub(app.extensions["reactions"])
+    hub = live.Hub(app.extensions["reactions"])
+    app.extensions["reactions_live"] = hub
+    app.extensions["reactions"].on_change.append(hub.remember)
     errors.register(app)
     admin.setup(app)
     app.register_blueprint(admin.bp)

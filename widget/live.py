@@ -35,6 +35,7 @@ STREAM_SECONDS = 15 * 60
 RECONNECT_MILLISECONDS = 3000
 MAX_STREAMS_PER_PROCESS = 10_000
 COALESCE_SECONDS = 0.05
+MAX_CACHED_ARTICLES = 50_000
 
 
 class Hub:
@@ -50,6 +51,10 @@ class Hub:
         self._pending: dict[str, str] = {}
         self._wake = threading.Event()
         self._pid = 0
+        # Counts by channel, kept current by the same pub/sub messages: a counts GET served
+        # from here costs no Redis round trip. Used only while the subscription is up.
+        self._counts: dict[str, dict[str, int]] = {}
+        self._generation = 0
 
     def open(self, site: str, article: str) -> queue.Queue:
         self._ensure_listener()
@@ -99,6 +104,9 @@ class Hub:
                         self._dispatch(message["channel"], message["data"])
             except (redis.RedisError, OSError) as error:
                 self.connected.clear()
+                with self._lock:
+                    self._counts.clear()  # changes may be missed while disconnected
+                    self._generation += 1
                 log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -107,12 +115,48 @@ class Hub:
                     with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
 
-    def _dispatch(self, name: str, data: str) -> None:
-        if name not in self.streams:
-            return
+    def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
+        """This process changed an article: its cached counts are replaced (None: dropped)."""
+        name = channel(site, article)
         with self._lock:
-            self._pending[name] = data  # only the newest counts of an article matter
-        self._wake.set()
+            self._generation += 1
+            if counts is None:
+                self._counts.pop(name, None)
+            elif name in self._counts:
+                self._counts[name] = counts
+
+    def counts_many(self, site: str, articles: list[str]) -> list[dict[str, int]]:
+        """The counts of these articles, from memory when the subscription keeps it fresh."""
+        self._ensure_listener()
+        if not self.connected.is_set():
+            return self.store.counts_many(site, articles)
+        names = [channel(site, article) for article in articles]
+        cached = [self._counts.get(name) for name in names]
+        missing = [i for i, counts in enumerate(cached) if counts is None]
+        if missing:
+            generation = self._generation
+            loaded = self.store.counts_many(site, [articles[i] for i in missing])
+            with self._lock:
+                # Keep what was read only if no change arrived meanwhile (it may be older).
+                keep = generation == self._generation and self.connected.is_set()
+                if keep and len(self._counts) > MAX_CACHED_ARTICLES:
+                    self._counts.clear()
+                for i, counts in zip(missing, loaded, strict=True):
+                    cached[i] = counts
+                    if keep:
+                        self._counts[names[i]] = counts
+        return cached
+
+    def _dispatch(self, name: str, data: str) -> None:
+        # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
+        counts = {k: int(v) for k, v in (json.loads(data) or {}).items()}
+        with self._lock:
+            self._generation += 1
+            if name in self._counts:
+                self._counts[name] = counts
+            if name in self.streams:
+                self._pending[name] = data  # only the newest counts of an article matter
+                self._wake.set()
 
     def _flush(self) -> None:
         """Sends the newest counts of each changed article to its streams.

@@ -6,6 +6,7 @@ cannot express, so the write path sets its headers here; reads use flask-cors wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -25,7 +26,7 @@ PREFLIGHT_MAX_AGE = 7200
 
 
 def own_origin(request: Request) -> str:
-    return request.host_url.rstrip("/")
+    return f"{request.scheme}://{request.host}"
 
 
 def require_json(request: Request) -> None:
@@ -101,7 +102,12 @@ def client_address(request: Request) -> str:
     Behind REACTIONS_TRUSTED_PROXIES proxies, ProxyFix has already taken it from
     X-Forwarded-For; otherwise that header is ignored.
     """
-    raw = (request.remote_addr or "").strip().strip("[]")
+    return canonical_address(request.remote_addr or "")
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_address(remote_addr: str) -> str:
+    raw = remote_addr.strip().strip("[]")
     try:
         address = ipaddress.ip_address(raw.split("%")[0])
     except ValueError:

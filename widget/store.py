@@ -12,7 +12,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -415,7 +415,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
 
 
 def utc_day(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
 
 
 def last_days(days: int, now: float | None = None) -> list[str]:
@@ -431,6 +431,9 @@ class Store:
     client: redis.Redis
     secret: str = ""
     limits: Limits = field(default_factory=lambda: Limits())
+    # Called with (site, article, counts or None) after this process changed an article, so
+    # in-process caches are current at once (other processes learn it through pub/sub).
+    on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
     _salts: dict[str, str] = field(default_factory=dict)
     _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -538,7 +541,12 @@ class Store:
             raise RateLimited(result[1], int(result[2]))
         previous, flat = result
         counts = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        self._changed(site.name, article, counts)
         return (previous or None), counts
+
+    def _changed(self, site: str, article: str, counts: dict[str, int] | None) -> None:
+        for callback in self.on_change:
+            callback(site, article, counts)
 
     def reader_choice(self, site: str, article: str, reader: str) -> str | None:
         return self.client.hget(readers_key(site, article), reader)
@@ -546,7 +554,7 @@ class Store:
     def reset_article(self, site: Site, article: str) -> int:
         ids = [r.id for r in site.all_reactions]
         name = site.name
-        return int(
+        removed = int(
             self._reset(
                 keys=[
                     counts_key(name, article),
@@ -559,6 +567,8 @@ class Store:
                 args=[article, channel(name, article)],
             )
         )
+        self._changed(name, article, None)
+        return removed
 
     def import_counts(
         self, site: Site, article: str, counts: dict[str, int], url: str, title: str
@@ -567,7 +577,7 @@ class Store:
         ids = [r.id for r in site.all_reactions]
         name = site.name
         wanted = {r: int(counts.get(r, 0)) for r in ids}
-        return int(
+        change = int(
             self._import(
                 keys=[
                     counts_key(name, article),
@@ -580,6 +590,8 @@ class Store:
                 args=[article, int(time.time()), url, title, json.dumps(wanted), *ids],
             )
         )
+        self._changed(name, article, None)
+        return change
 
     # Statistics for the admin pages: pipelines and indexes, never a loop of round trips ----
 
