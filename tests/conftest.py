@@ -95,6 +95,19 @@ def app(redis_url, redis_client):
     )
 
 
+def admin_app(redis_url: str, password: str):
+    """An app with an admin password and no login slow-down, for the admin tests."""
+    return create_app(
+        {
+            "REDIS_URL": redis_url,
+            "REACTIONS_SECRET_KEY": SECRET,
+            "REACTIONS_ADMIN_PASSWORD": password,
+            "REACTIONS_LOGIN_DELAY": 0,
+        }
+        | NO_LIMITS
+    )
+
+
 @pytest.fixture
 def client(app):
     client = app.test_client()

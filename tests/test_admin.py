@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import NO_LIMITS
+from tests.conftest import admin_app
 from widget import create_app
 from widget.store import Site
 
@@ -22,16 +22,8 @@ HOSTILE = [
 
 
 @pytest.fixture
-def app(redis_server, redis_client):
-    return create_app(
-        {
-            "REDIS_URL": redis_server.url,
-            "REACTIONS_SECRET_KEY": "test-secret-key-0123456789",
-            "REACTIONS_ADMIN_PASSWORD": PASSWORD,
-            "REACTIONS_LOGIN_DELAY": 0,
-        }
-        | NO_LIMITS
-    )
+def app(redis_url, redis_client):
+    return admin_app(redis_url, PASSWORD)
 
 
 def token(client, path="/admin/login"):

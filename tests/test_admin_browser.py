@@ -5,23 +5,14 @@ import io
 
 import pytest
 
-from tests.conftest import NO_LIMITS
-from widget import create_app
+from tests.conftest import admin_app
 
 PASSWORD = "browser admin password"
 
 
 @pytest.fixture
-def app(redis_server, redis_client):
-    return create_app(
-        {
-            "REDIS_URL": redis_server.url,
-            "REACTIONS_SECRET_KEY": "test-secret-key-0123456789",
-            "REACTIONS_ADMIN_PASSWORD": PASSWORD,
-            "REACTIONS_LOGIN_DELAY": 0,
-        }
-        | NO_LIMITS
-    )
+def app(redis_url, redis_client):
+    return admin_app(redis_url, PASSWORD)
 
 
 def test_admin_logs_in_sees_the_chart_and_top_article_and_downloads_csv(page, live_server, store):
