@@ -30,7 +30,10 @@ sys.path.insert(0, ROOT)
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
-WORKERS = ["--worker-class", "gevent", "--workers", "2", "--worker-connections", "2000"]
+WORKER_CLASSES = {
+    "gevent": ["--worker-class", "gevent", "--workers", "2", "--worker-connections", "2000"],
+    "gthread": ["--worker-class", "gthread", "--workers", "2", "--threads", "16"],
+}
 
 
 def free_port() -> int:
@@ -39,9 +42,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn(app: str, port: int, env: dict) -> subprocess.Popen:
+def gunicorn(app: str, port: int, env: dict, workers: list[str]) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *WORKERS,
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *workers,
          "--no-control-socket", "--pythonpath", f"{ROOT},{HERE}", app],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
@@ -84,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
     options = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/http needs wrk: apt-get install wrk")
@@ -97,8 +101,10 @@ def main() -> None:
             "REACTIONS_NEW_ARTICLES_PER_HOUR": "10000000",
         }
         servers = [
-            gunicorn("thin_app:app", thin_port, env),
-            gunicorn("widget:create_app()", product_port, env),
+            gunicorn("thin_app:app", thin_port, env, WORKER_CLASSES[options.worker_class]),
+            gunicorn(
+                "widget:create_app()", product_port, env, WORKER_CLASSES[options.worker_class]
+            ),
         ]
         try:
             thin = f"http://127.0.0.1:{thin_port}"
@@ -137,7 +143,10 @@ def main() -> None:
 
     thin_post = results["thin POST (HINCRBY+HGETALL)"]["rps"]
     thin_get = results["thin GET (HGETALL)"]["rps"]
-    print(f"{options.connections} connections, {options.seconds} s each, 2 gevent workers\n")
+    print(
+        f"{options.connections} connections, {options.seconds} s each, "
+        f"2 {options.worker_class} workers\n"
+    )
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'÷ thin':>7}")
     for name, result in results.items():
         reference = thin_post if "POST" in name else thin_get
