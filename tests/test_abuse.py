@@ -385,3 +385,10 @@ def test_http_client_without_user_agent_is_treated_as_automated(live_server, red
     )
     response = json.loads(connection.getresponse().read())
     assert response["counted"] is False
+
+
+def test_votes_survive_redis_forgetting_the_script(client, redis_client):
+    assert vote(client, reader="reader-before-flush-aa").status_code == 200
+    redis_client.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    answer = vote(client, reader="reader-after-flush-aaa", reaction="sad")
+    assert answer.status_code == 200 and answer.get_json()["total"] == 2
