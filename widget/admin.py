@@ -208,7 +208,8 @@ def site(name: str):
     query = request.args.get("q", "").strip()[:100]
     page = max(1, request.args.get("page", 1, type=int))
 
-    total_articles = store.article_count(site.name)
+    (stats,) = store.site_stats([site])
+    total_articles = stats.articles
     pages = max(1, math.ceil(total_articles / PAGE_SIZE))
     if query:
         articles = store.search_articles(site.name, query, SEARCH_LIMIT)
@@ -219,7 +220,6 @@ def site(name: str):
         )
     day_list = last_days(days)
     timeline = store.site_timeline(site.name, day_list)
-    (stats,) = store.site_stats([site])
     return render_template(
         "admin/site.html",
         site=site,

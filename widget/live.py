@@ -21,9 +21,10 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from .api import known_site
+from .api import encode, known_site
+from .errors import error_response
 from .reactions import normalize_article, summary
-from .store import Store, channel, channel_pattern, current_store, parse_channel
+from .store import Store, channel, channel_pattern, parse_channel
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Hub:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, dict[str, int]] = {}
         self._wake = threading.Event()
         self._pid = 0
         # Counts by channel, kept current by the same pub/sub messages: a counts GET served
@@ -155,7 +156,7 @@ class Hub:
             if name in self._counts:
                 self._counts[name] = counts
             if name in self.streams:
-                self._pending[name] = data  # only the newest counts of an article matter
+                self._pending[name] = counts  # only the newest counts of an article matter
                 self._wake.set()
 
     def _flush(self) -> None:
@@ -169,14 +170,14 @@ class Hub:
             self._wake.clear()
             with self._lock:
                 pending, self._pending = self._pending, {}
-            for name, data in pending.items():
+            for name, counts in pending.items():
                 try:
-                    self._send(name, data)
+                    self._send(name, counts)
                 except (redis.RedisError, ValueError) as error:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
             time.sleep(COALESCE_SECONDS)
 
-    def _send(self, name: str, data: str) -> None:
+    def _send(self, name: str, counts: dict[str, int]) -> None:
         inboxes = self.streams.get(name)
         if not inboxes:
             return
@@ -184,11 +185,9 @@ class Hub:
         site = self.store.get_site(site_name)
         if site is None:
             return
-        # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
-        counts = {k: int(v) for k, v in (json.loads(data) or {}).items()}
-        body = summary(site.name, article, site.reactions, counts)
+        body = encode(summary(site.name, article, site.reactions, counts)).decode()
         # Encoded once per message, whatever the number of streams.
-        event = f"event: counts\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+        event = f"event: counts\ndata: {body}\n\n"
         for inbox in list(inboxes):
             inbox.put(event)
 
@@ -203,22 +202,18 @@ def stream():
     article = normalize_article(request.args.get("article"))
     hub = current_hub()
     if hub.count >= MAX_STREAMS_PER_PROCESS:
-        response = Response(
-            json.dumps({"error": "too_many_streams", "detail": "poll the counts instead"}),
-            status=503,
-            mimetype="application/json",
-        )
+        response = error_response(503, "too_many_streams", "poll the counts instead")
         response.headers["Retry-After"] = "30"
         return response
     # Subscribe before reading the counts, so no change between the two is missed.
     inbox = hub.open(site.name, article)
     hub.connected.wait(timeout=1.0)
     try:
-        counts = current_store().counts(site.name, article)
+        (counts,) = hub.counts_many(site.name, [article])
     except redis.RedisError:
         hub.close(site.name, article, inbox)
         raise
-    first = json.dumps(summary(site.name, article, site.reactions, counts), ensure_ascii=False)
+    first = encode(summary(site.name, article, site.reactions, counts)).decode()
 
     def events() -> Iterator[str]:
         try:

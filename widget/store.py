@@ -618,9 +618,6 @@ class Store:
             )
         return result
 
-    def article_count(self, site: str) -> int:
-        return int(self.client.zcard(index_key(site)))
-
     def top_articles(
         self, site: str, reaction: str | None, offset: int, limit: int
     ) -> list[ArticleStats]:
