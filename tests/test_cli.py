@@ -1,12 +1,14 @@
 """The `reactions` command: sites, and `serve` as an operator runs it."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import Server
-from widget.cli import main
+from widget.cli import GUNICORN_CONF, main
 from widget.embedded_redis import answers, socket_url
 
 
@@ -116,3 +118,35 @@ def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, r
     assert "Embedded Redis" not in output
     assert not (tmp_path / "unused").exists()
     assert redis_client.hgetall("rx:{demo}:a:durable") == {"excited": "1"}
+
+
+# Run in a fresh interpreter: patching the standard library cannot be undone in this one.
+HOOK_CHECK = """
+import runpy, sys
+if sys.argv[1] == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    ran = []
+    gevent.spawn(ran.append, "another connection")
+    runpy.run_path(sys.argv[2])["post_request"](None, None, None, None)
+    print(ran)
+else:
+    runpy.run_path(sys.argv[2])["post_request"](None, None, None, None)
+    print("gevent" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("worker", "expected"), [("gevent", "['another connection']"), ("gthread", "False")]
+)
+def test_after_each_request_a_gevent_worker_lets_other_connections_run(worker, expected):
+    """`reactions serve` loads gunicorn_conf.py. Its hook hands a gevent worker to the other
+    ready connections after each request; under threads it does nothing."""
+    result = subprocess.run(
+        [sys.executable, "-c", HOOK_CHECK, worker, GUNICORN_CONF],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == expected

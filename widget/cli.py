@@ -21,6 +21,8 @@ from .security import hash_password
 from .store import Site, Store, connect
 from .wordpress import read_posts
 
+GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
+
 
 def settings() -> dict:
     try:
@@ -107,6 +109,7 @@ def serve(
         "--threads", str(threads),
         "--graceful-timeout", "5",
         "--no-control-socket",
+        "--config", f"file:{GUNICORN_CONF}",
         "widget:create_app()",
     ]  # fmt: skip
     server = subprocess.Popen(args, env=env)

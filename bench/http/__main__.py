@@ -1,12 +1,14 @@
 """HTTP throughput and latency of the product against a thin reference, in one run.
 
-    .venv/bin/python bench/http [--seconds 10] [--connections 32]
+    .venv/bin/python bench/http [--seconds 5] [--rounds 3] [--connections 32]
 
-Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, as in production), then
-two gunicorn servers with the same settings (gevent workers, 2 processes): the thin
-reference (bench/thin_app.py: POST = one HINCRBY + HGETALL pipeline, GET = one HGETALL) and
-the product. Runs each load with wrk for a fixed time (bounded) and prints requests/s,
-p50/p99 latency and the product ÷ thin ratio.
+Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, as in production), then two
+gunicorn servers with the settings of `reactions serve` (2 gevent workers,
+widget/gunicorn_conf.py): the thin reference (bench/http/thin_app.py: POST = one HINCRBY +
+HGETALL pipeline, GET = one HGETALL) and the product. Each round runs every load with wrk for
+a fixed time (bounded), thin and product one after the other, so slow spells of a shared
+machine hit both. It prints the median over the rounds of requests/s, p50 and p99 latency,
+and of the product ÷ thin ratio taken within each round.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
+from widget.cli import GUNICORN_CONF as CONF  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
@@ -45,7 +49,8 @@ def free_port() -> int:
 def gunicorn(app: str, port: int, env: dict, workers: list[str]) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *workers,
-         "--no-control-socket", "--pythonpath", f"{ROOT},{HERE}", app],
+         "--no-control-socket", "--config", f"file:{CONF}",
+         "--pythonpath", f"{ROOT},{HERE}", app],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
@@ -61,13 +66,16 @@ def gunicorn(app: str, port: int, env: dict, workers: list[str]) -> subprocess.P
     raise RuntimeError(f"{app} did not start")
 
 
-def wrk(url: str, seconds: int, connections: int, script: str | None = None, headers=()) -> dict:
-    args = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+def wrk(
+    url: str, seconds: int, connections: int, script: str | None = None, headers=(), args=()
+) -> dict:
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     for header in headers:
-        args += ["-H", header]
+        command += ["-H", header]
     if script:
-        args += ["-s", os.path.join(HERE, script)]
-    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+        command += ["-s", os.path.join(HERE, script)]
+    command += [url, *(["--", *args] if args else [])]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
@@ -83,9 +91,14 @@ def latency(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+THIN_POST = "thin POST (HINCRBY+HGETALL)"
+THIN_GET = "thin GET (HGETALL)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5, help="per load and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
     options = parser.parse_args()
@@ -100,60 +113,80 @@ def main() -> None:
             "REACTIONS_SITE_RATE_PER_SECOND": "10000000",
             "REACTIONS_NEW_ARTICLES_PER_HOUR": "10000000",
         }
+        workers = WORKER_CLASSES[options.worker_class]
         servers = [
-            gunicorn("thin_app:app", thin_port, env, WORKER_CLASSES[options.worker_class]),
-            gunicorn(
-                "widget:create_app()", product_port, env, WORKER_CLASSES[options.worker_class]
-            ),
+            gunicorn("thin_app:app", thin_port, env, workers),
+            gunicorn("widget:create_app()", product_port, env, workers),
         ]
         try:
-            thin = f"http://127.0.0.1:{thin_port}"
-            product = f"http://127.0.0.1:{product_port}"
-            json_headers = ["Content-Type: application/json", f"User-Agent: {UA}"]
-            vote_headers = [*json_headers, f"Origin: {product}"]
-            batch = "&".join(f"article=post-{n}" for n in range(20))
-            counts_url = f"{product}/api/v1/reactions?site=demo&article=bench"
-            run = lambda url, **kw: wrk(url, options.seconds, options.connections, **kw)  # noqa: E731
-            # Warm both servers (imports, script load, connection pools) before measuring.
-            run(f"{thin}/counts")
-            run(counts_url)
-            results = {
-                "thin POST (HINCRBY+HGETALL)": run(
-                    f"{thin}/vote", script="post.lua", headers=json_headers
-                ),
-                "thin GET (HGETALL)": run(f"{thin}/counts"),
-                "vote POST, distinct readers": run(
-                    product, script="vote.lua", headers=vote_headers
-                ),
-                "counts GET": run(counts_url, headers=[f"User-Agent: {UA}"]),
-                "counts GET, If-None-Match (304)": None,
-                "batch GET, 20 articles": run(
-                    f"{product}/api/v1/reactions/batch?site=demo&{batch}"
-                ),
-                "GET /embed.js": run(f"{product}/embed.js"),
-            }
-            etag = urllib.request.urlopen(counts_url).headers["ETag"]
-            results["counts GET, If-None-Match (304)"] = run(
-                counts_url, headers=[f"If-None-Match: {etag}"]
+            rounds = measure(
+                f"http://127.0.0.1:{thin_port}", f"http://127.0.0.1:{product_port}", options
             )
         finally:
             for server in servers:
                 os.killpg(server.pid, signal.SIGTERM)
-                server.wait(30)
+            for server in servers:
+                try:
+                    server.wait(30)
+                except subprocess.TimeoutExpired:
+                    print(f"{server.args[-1]} did not stop in 30 s: killed", file=sys.stderr)
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait()
+    report(rounds, options)
 
-    thin_post = results["thin POST (HINCRBY+HGETALL)"]["rps"]
-    thin_get = results["thin GET (HGETALL)"]["rps"]
+
+def measure(thin: str, product: str, options) -> list[dict[str, dict]]:
+    """Every load once per round; a round's thin and product runs are minutes apart at most."""
+    json_headers = ["Content-Type: application/json", f"User-Agent: {UA}"]
+    vote_headers = [*json_headers, f"Origin: {product}"]
+    batch = "&".join(f"article=post-{n}" for n in range(20))
+    counts_url = f"{product}/api/v1/reactions?site=demo&article=bench"
+
+    def run(url: str, **kw) -> dict:
+        return wrk(url, options.seconds, options.connections, **kw)
+
+    # Warm both servers (imports, script load, connection pools) before measuring.
+    run(f"{thin}/counts")
+    run(counts_url)
+    rounds = []
+    for number in range(options.rounds):
+        results = {
+            THIN_POST: run(f"{thin}/vote", script="post.lua", headers=json_headers),
+            THIN_GET: run(f"{thin}/counts"),
+            "vote POST, distinct readers": run(
+                product, script="vote.lua", headers=vote_headers, args=[str(number)]
+            ),
+            "counts GET": run(counts_url, headers=[f"User-Agent: {UA}"]),
+            "batch GET, 20 articles": run(f"{product}/api/v1/reactions/batch?site=demo&{batch}"),
+            "GET /embed.js": run(f"{product}/embed.js"),
+        }
+        # The counts changed during this round's votes: revalidate against the current ETag.
+        etag = urllib.request.urlopen(counts_url).headers["ETag"]
+        results["counts GET, If-None-Match (304)"] = run(
+            counts_url, headers=[f"If-None-Match: {etag}"]
+        )
+        rounds.append(results)
+        print(f"round {number + 1} of {options.rounds} done", file=sys.stderr)
+    return rounds
+
+
+def report(rounds: list[dict[str, dict]], options) -> None:
     print(
-        f"{options.connections} connections, {options.seconds} s each, "
-        f"2 {options.worker_class} workers\n"
+        f"{options.connections} connections, {options.rounds} rounds of {options.seconds} s "
+        f"per load, 2 {options.worker_class} workers; medians over the rounds\n"
     )
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'÷ thin':>7}")
-    for name, result in results.items():
-        reference = thin_post if "POST" in name else thin_get
-        ratio = "" if name.startswith("thin") else f"{result['rps'] / reference:7.2f}"
-        errors = f"  ({result['errors']} non-2xx/3xx)" if result["errors"] else ""
-        print(f"{name:34} {result['rps']:8.0f} {result['p50']:7.2f} {result['p99']:7.2f} "
-              f"{ratio:>7}{errors}")  # fmt: skip
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        reference = THIN_POST if "POST" in name else THIN_GET
+        ratios = [r[name]["rps"] / r[reference]["rps"] for r in rounds]
+        ratio = "" if name.startswith("thin") else f"{statistics.median(ratios):7.2f}"
+        errors = sum(run["errors"] for run in runs)
+        note = f"  ({errors} non-2xx/3xx)" if errors else ""
+        rps, p50, p99 = (
+            statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")
+        )
+        print(f"{name:34} {rps:8.0f} {p50:7.2f} {p99:7.2f} {ratio:>7}{note}")
 
 
 if __name__ == "__main__":
