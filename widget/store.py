@@ -6,6 +6,7 @@ an article's counters, its readers, the site index and the day bucket atomically
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -415,7 +416,12 @@ def connect(url: str, timeout: float) -> redis.Redis:
 
 
 def utc_day(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    return _utc_day(int(timestamp // 86400))
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_day(day_number: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day_number * 86400))
 
 
 def last_days(days: int, now: float | None = None) -> list[str]:

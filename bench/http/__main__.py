@@ -14,6 +14,7 @@ and of the product ÷ thin ratio taken within each round.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
+    parser.add_argument("--json", metavar="PATH", help="also write every round's figures here")
     options = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/http needs wrk: apt-get install wrk")
@@ -133,6 +135,9 @@ def main() -> None:
                     os.killpg(server.pid, signal.SIGKILL)
                     server.wait()
     report(rounds, options)
+    if options.json:
+        with open(options.json, "w") as out:
+            json.dump(rounds, out, indent=1)
 
 
 def measure(thin: str, product: str, options) -> list[dict[str, dict]]:
