@@ -1,11 +1,12 @@
 """The public API against a real Redis: the contract other clients rely on."""
 
 import json
+import time
 
 import pytest
 
 from widget import create_app
-from widget.store import Site
+from widget.store import DAY_RETENTION_SECONDS, Site, day_key, day_total_key, utc_day
 
 ORIGIN = "http://localhost"  # the test client's own origin: the demo site accepts it
 READER = "reader-token-aaaaaaaaaaaa"
@@ -277,6 +278,18 @@ def test_title_and_url_are_kept_for_the_article(client, redis_client):
     vote(client, "happy", url="https://blog.example.com/p?x=1", title="  A <b>title</b>\n")
     meta = json.loads(redis_client.hget("rx:{demo}:meta", "first-post"))
     assert meta["title"] == "A <b>title</b>" and meta["url"] == "https://blog.example.com/p?x=1"
+
+
+def test_day_buckets_count_reactions_added_and_expire_after_the_retention(client, redis_client):
+    vote(client, "happy")
+    vote(client, "sad")  # a change: one more reaction added today, on another field
+    vote(client, "happy", reader="reader-token-bbbbbbbbbbbb")
+    day = utc_day(time.time())
+    article_day, site_day = day_key("demo", day), day_total_key("demo", day)
+    assert redis_client.hgetall(article_day) == {"first-post|happy": "2", "first-post|sad": "1"}
+    assert redis_client.hgetall(site_day) == {"happy": "2", "sad": "1"}
+    for key in (article_day, site_day):
+        assert DAY_RETENTION_SECONDS - 60 < redis_client.ttl(key) <= DAY_RETENTION_SECONDS
 
 
 def test_health_and_readiness(client):

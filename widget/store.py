@@ -136,12 +136,13 @@ local function reaction_index(reaction)
   end
   return nil
 end
-if previous ~= wanted and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
-  -- A new article: at most ARGV[11] a site per hour, so strangers cannot flood Redis.
-  wait = limited(KEYS[10], tonumber(ARGV[11]), 3600)
-  if wait then return {'!', 'articles', wait} end
-end
 if previous ~= wanted then
+  local meta = redis.call('HGET', KEYS[4], ARGV[3])
+  if not meta then
+    -- A new article: at most ARGV[11] a site per hour, so strangers cannot flood Redis.
+    wait = limited(KEYS[10], tonumber(ARGV[11]), 3600)
+    if wait then return {'!', 'articles', wait} end
+  end
   if previous ~= '' then
     if redis.call('HINCRBY', KEYS[1], previous, -1) <= 0 then
       redis.call('HDEL', KEYS[1], previous)
@@ -152,10 +153,13 @@ if previous ~= wanted then
   if wanted ~= '' then
     redis.call('HINCRBY', KEYS[1], wanted, 1)
     redis.call('HSET', KEYS[2], ARGV[1], wanted)
-    redis.call('HINCRBY', KEYS[5], ARGV[3] .. '|' .. wanted, 1)
-    redis.call('EXPIRE', KEYS[5], ARGV[8])
-    redis.call('HINCRBY', KEYS[6], wanted, 1)
-    redis.call('EXPIRE', KEYS[6], ARGV[8])
+    -- A day key is new only when its field is: set its expiry once, on creation.
+    if redis.call('HINCRBY', KEYS[5], ARGV[3] .. '|' .. wanted, 1) == 1 then
+      redis.call('EXPIRE', KEYS[5], ARGV[8])
+    end
+    if redis.call('HINCRBY', KEYS[6], wanted, 1) == 1 then
+      redis.call('EXPIRE', KEYS[6], ARGV[8])
+    end
     local index = reaction_index(wanted)
     if index then redis.call('ZINCRBY', index, 1, ARGV[3]) end
   else
@@ -165,7 +169,6 @@ if previous ~= wanted then
   redis.call('ZINCRBY', KEYS[3], delta, ARGV[3])
   redis.call('HINCRBY', KEYS[7], 'total', delta)
   redis.call('HSET', KEYS[7], 'last', ARGV[5])
-  local meta = redis.call('HGET', KEYS[4], ARGV[3])
   if not meta then
     redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(
       {url = ARGV[6], title = ARGV[7], first_seen = tonumber(ARGV[5])}))
