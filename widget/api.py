@@ -40,7 +40,8 @@ def known_site(name: object) -> Site:
 def encode(body: dict) -> bytes:
     """Compact JSON with non-ASCII characters escaped: the emoji would make Python build a
     4-byte-per-character string first, which doubled the encoding time of a batch (311 µs
-    against 149 µs for 20 articles) to save 10% of bytes that compression takes back."""
+    against 149 µs for 20 articles). Escaping adds 10% of bytes (10,737 against 9,777), and
+    none once gzipped (615 bytes either way)."""
     return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
