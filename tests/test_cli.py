@@ -122,10 +122,11 @@ def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, r
 
 # Run in a fresh interpreter: patching the standard library cannot be undone in this one.
 HOOK_CHECK = """
-import runpy, sys
+import logging, runpy, sys
 from types import SimpleNamespace
 
 hooks = runpy.run_path(sys.argv[2])
+worker = SimpleNamespace(log=logging.getLogger("gunicorn.error"))
 if sys.argv[1] == "gevent":
     from gevent import monkey
 
@@ -138,16 +139,16 @@ if sys.argv[1] == "gevent":
         client, server = socket.socketpair()
         served = []
         gevent.spawn(lambda: served.append(server.recv(100)))
-        request = SimpleNamespace()
-        hooks["pre_request"](None, request)
+        request = SimpleNamespace(method="GET", path="/")
+        hooks["pre_request"](worker, request)
         gevent.sleep(0.001 if waited else 0)  # a vote waits for Redis; a cached read does not
         client.send(b"GET /")  # the other connection's request arrives meanwhile
-        hooks["post_request"](None, request, None, None)
+        hooks["post_request"](worker, request, None, None)
         return bool(served)
 
     print(other_connection_served(waited=False), other_connection_served(waited=True))
 else:
-    hooks["post_request"](None, SimpleNamespace(), None, None)
+    hooks["post_request"](worker, SimpleNamespace(), None, None)
     print("gevent" in sys.modules)
 """
 

@@ -26,6 +26,7 @@ YIELD_SECONDS = 0.0001
 
 
 def pre_request(worker, req) -> None:
+    worker.log.debug("%s %s", req.method, req.path)  # what gunicorn's default hook does
     if worker_is_cooperative():
         req.reactions_loop_pass = loop_pass()
 
