@@ -528,9 +528,13 @@ class Store:
         return _as_counts(self.client.hgetall(counts_key(site, article)))
 
     def counts_many(self, site: str, articles: list[str]) -> list[dict[str, int]]:
+        return self._counts_of([counts_key(site, article) for article in articles])
+
+    def _counts_of(self, keys: list[str]) -> list[dict[str, int]]:
+        """Counter hashes (reaction -> count) of many keys, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        for article in articles:
-            pipe.hgetall(counts_key(site, article))
+        for key in keys:
+            pipe.hgetall(key)
         return [_as_counts(raw) for raw in pipe.execute()]
 
     def set_reaction(
@@ -678,10 +682,7 @@ class Store:
 
     def site_timeline(self, site: str, days: list[str]) -> list[dict[str, int]]:
         """Reactions added on each day, per reaction."""
-        pipe = self.client.pipeline(transaction=False)
-        for day in days:
-            pipe.hgetall(day_total_key(site, day))
-        return [_as_counts(raw) for raw in pipe.execute()]
+        return self._counts_of([day_total_key(site, day) for day in days])
 
     def article_timeline(
         self, site: str, article: str, reactions: list[str], days: list[str]
