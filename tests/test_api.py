@@ -4,7 +4,9 @@ import json
 import time
 
 import pytest
+import redis
 
+from tests.conftest import wait_until
 from widget import create_app
 from widget.store import DAY_RETENTION_SECONDS, Site, day_key, day_total_key, utc_day
 
@@ -323,6 +325,45 @@ def test_redis_down_is_a_quick_503(app_without_redis, method, path):
     assert response.get_json()["error"] == "store_unavailable"
     assert int(response.headers["Retry-After"]) > 0
     assert client.get("/healthz").status_code == 200
+
+
+def node_pool(client, key):
+    """The connection pool that serves `key` (on a cluster, its master's)."""
+    if isinstance(client, redis.RedisCluster):
+        return client.get_node_from_key(key).redis_connection.connection_pool
+    return client.connection_pool
+
+
+def leave_a_reply(connection, pool):
+    # As if a request were killed between sending a command and reading its reply.
+    connection.send_command("PING")
+
+
+def close_from_redis(connection, pool):
+    connection.send_command("CLIENT", "ID")
+    own_id = connection.read_response()
+    redis.Redis(connection_pool=pool).client_kill_filter(_id=own_id)
+
+
+@pytest.mark.parametrize("spoil", [leave_a_reply, close_from_redis])
+def test_a_spoiled_pooled_connection_never_answers_the_next_command(store, spoil):
+    key = "rx:test:{demo}:value"
+    store.client.set(key, "expected")
+    pool = node_pool(store.client, key)
+    connection = pool.get_connection()
+    assert connection.can_read() is False  # idle and open: ready for a command
+
+    spoil(connection, pool)
+
+    def spoiled():
+        try:
+            return connection.can_read()
+        except redis.ConnectionError:
+            return True  # redis-py's own check saw the closed socket
+
+    wait_until(spoiled)
+    pool.release(connection)
+    assert store.client.get(key) == "expected"
 
 
 def test_embed_script_is_served_cacheable(client):
