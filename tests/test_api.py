@@ -366,6 +366,20 @@ def test_a_spoiled_pooled_connection_never_answers_the_next_command(store, spoil
     assert store.client.get(key) == "expected"
 
 
+def test_waiting_for_a_reply_ends_when_it_arrives_or_at_the_timeout(store):
+    # The live listener waits like this for each pub/sub message.
+    pool = node_pool(store.client, "rx:test:{demo}:value")
+    connection = pool.get_connection()
+    try:
+        assert connection.can_read(timeout=0.05) is False
+        connection.send_command("PING")
+        assert connection.can_read(timeout=5) is True
+        assert connection.read_response() == "PONG"
+        assert connection._sock.gettimeout() == connection.socket_timeout
+    finally:
+        pool.release(connection)
+
+
 def test_embed_script_is_served_cacheable(client):
     response = client.get("/embed.js")
     assert response.status_code == 200

@@ -12,6 +12,7 @@ import hmac
 import json
 import secrets
 import select
+import socket
 import sys
 import threading
 import time
@@ -383,22 +384,42 @@ def _kernel_poll() -> Callable[[], object] | None:
 
 
 class QuickReadinessCheck:
-    """Before every command, redis-py asks the pooled connection whether bytes are waiting on
-    it (a reply left by an interrupted command would answer the next one). In a gevent worker
-    that check goes through gevent's emulated poll and a hub switch: 13% of vote throughput in
-    bench/http. This asks the kernel directly; whenever anything is readable (bytes, or a
-    closed socket) redis-py's own check decides, as before."""
+    """redis-py asks a connection whether bytes wait on it before every command (a reply left
+    by an interrupted command would answer the next one), and the live listener asks it, with a
+    timeout, before every pub/sub message. In a gevent worker redis-py answers through gevent's
+    emulated poll, twice for a message. This asks the kernel's poll, and waits with a peek on
+    the socket itself: the vote POST gained 13% in bench/http, and a listening worker spends
+    105-145 µs of CPU per message instead of 150-185. Anything readable counts, a closed
+    socket too: the pool then reconnects, and a read raises ConnectionError, as before."""
 
-    def can_read(self, timeout: float = 0) -> bool:
+    def can_read(self, timeout: float | None = 0) -> bool:
         sock, poll = self._sock, _kernel_poll()
         # Only hiredis's reader tells cheaply whether it holds bytes of its own.
         reader = getattr(self._parser, "_reader", None)
-        if timeout == 0 and sock and reader is not None and poll and not reader.has_data():
-            poller = poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            if not poller.poll(0):
-                return False
-        return super().can_read(timeout)
+        if not sock or reader is None or poll is None or timeout is None:
+            return super().can_read(timeout)
+        if reader.has_data():
+            return True
+        poller = poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        if poller.poll(0):
+            return True
+        return timeout > 0 and self._wait_readable(sock, timeout)
+
+    def _wait_readable(self, sock: socket.socket, timeout: float) -> bool:
+        previous = sock.gettimeout()
+        sock.settimeout(timeout)
+        try:
+            sock.recv(1, socket.MSG_PEEK)  # b"" once closed: readable too
+            return True
+        except (TimeoutError, BlockingIOError):
+            return False
+        except OSError as error:
+            self.disconnect()
+            raise redis.ConnectionError(f"lost the Redis connection: {error}") from error
+        finally:
+            if self._sock is sock:
+                sock.settimeout(previous)
 
 
 class QuickCheckConnection(QuickReadinessCheck, redis.Connection):
