@@ -36,6 +36,7 @@ STREAM_SECONDS = 15 * 60
 RECONNECT_MILLISECONDS = 3000
 MAX_STREAMS_PER_PROCESS = 10_000
 COALESCE_SECONDS = 0.05
+LISTEN_BATCH_SECONDS = 0.005
 MAX_CACHED_ARTICLES = 50_000
 
 
@@ -101,8 +102,14 @@ class Hub:
                 delay = 0.1
                 while True:
                     message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
-                    if message and message["type"] == "pmessage":
-                        self._dispatch(message["channel"], message["data"])
+                    while message is not None:
+                        if message["type"] == "pmessage":
+                            self._dispatch(message["channel"], message["data"])
+                        message = pubsub.get_message(timeout=0)
+                    # Every vote's message reaches every worker, and waking up for each one
+                    # cost a worker about as much as the message itself: take them in
+                    # batches. Caches and streams are at most this much later.
+                    time.sleep(LISTEN_BATCH_SECONDS)
             except (redis.RedisError, OSError) as error:
                 self.connected.clear()
                 with self._lock:
