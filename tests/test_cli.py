@@ -164,3 +164,26 @@ def test_after_a_request_that_never_waited_a_gevent_worker_serves_the_others(wor
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert result.stdout.strip() == expected
+
+
+FREEZE_CHECK = """
+import gc, runpy, sys
+
+from widget import create_app
+
+hooks = runpy.run_path(sys.argv[1])
+app = create_app({"REDIS_URL": "unix:///nothing-listens-here.sock"})
+loaded = len(gc.get_objects())
+hooks["post_worker_init"](None)
+print(loaded, gc.get_freeze_count(), len(gc.get_objects()))
+"""
+
+
+def test_a_worker_keeps_the_loaded_app_out_of_the_collectors_full_passes():
+    result = subprocess.run(
+        [sys.executable, "-c", FREEZE_CHECK, GUNICORN_CONF],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    loaded, frozen, still_scanned = map(int, result.stdout.split())
+    assert frozen >= loaded * 0.9
+    assert still_scanned < loaded / 20
