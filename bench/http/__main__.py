@@ -1,6 +1,6 @@
 """HTTP throughput and latency of the product against a thin reference, in one run.
 
-    .venv/bin/python bench/http [--seconds 5] [--rounds 3] [--connections 32]
+    .venv/bin/python bench/http [--seconds 5] [--rounds 5] [--connections 32]
 
 Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, as in production), then two
 gunicorn servers with the settings of `reactions serve` (2 gevent workers,
@@ -99,7 +99,7 @@ THIN_GET = "thin GET (HGETALL)"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="per load and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
     parser.add_argument("--json", metavar="PATH", help="also write every round's figures here")
