@@ -1,12 +1,13 @@
 """The public API against a real Redis: the contract other clients rely on."""
 
+import concurrent.futures
 import json
 import time
 
 import pytest
 import redis
 
-from tests.conftest import wait_until
+from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
 from widget.store import DAY_RETENTION_SECONDS, Site, day_key, day_total_key, utc_day
 
@@ -292,6 +293,42 @@ def test_day_buckets_count_reactions_added_and_expire_after_the_retention(client
     assert redis_client.hgetall(site_day) == {"happy": "2", "sad": "1"}
     for key in (article_day, site_day):
         assert DAY_RETENTION_SECONDS - 60 < redis_client.ttl(key) <= DAY_RETENTION_SECONDS
+
+
+def test_counts_served_by_one_app_server_follow_votes_taken_by_another(
+    app, client, redis_url, store
+):
+    """Each app server (each worker) answers counts reads from memory, kept current by the
+    pub/sub messages of every vote: after a burst of votes taken elsewhere it must show exactly
+    the stored counts, never an older message's, and zeros after an admin's reset."""
+    other = create_app(
+        {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True} | NO_LIMITS
+    )
+    path = "/api/v1/reactions?site=demo&article=busy"
+    app.extensions["reactions_live"].counts_many("demo", [])  # starts its listener
+    wait_until(app.extensions["reactions_live"].connected.is_set)
+    assert client.get(path).get_json()["total"] == 0  # now held in this app's memory
+    reactions = ["happy", "sad", "excited", "sleepy", "angry", None]
+
+    def change_their_minds(first_reader):
+        voter = other.test_client()
+        voter.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
+        for number in range(30):
+            reader = f"burst-reader-{first_reader + number % 5:02d}-aaaaaa"
+            answer = vote(voter, reactions[number % 6], reader=reader, article="busy")
+            assert answer.status_code == 200
+
+    # 8 × 5 readers at once, so that many messages arrive between two reads of the listener.
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(change_their_minds, range(0, 40, 5)))
+    site = store.get_site("demo")
+    stored = store.counts("demo", "busy")
+    assert sum(stored.values()) > 0
+    expected = {r.id: stored.get(r.id, 0) for r in site.reactions}
+    wait_until(lambda: counts(client.get(path)) == expected, timeout=5)
+
+    store.reset_article(site, "busy")
+    wait_until(lambda: client.get(path).get_json()["total"] == 0, timeout=5)
 
 
 def test_health_and_readiness(client):
