@@ -102,10 +102,15 @@ class Hub:
                 delay = 0.1
                 while True:
                     message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                    newest: dict[str, str] = {}
                     while message is not None:
                         if message["type"] == "pmessage":
-                            self._dispatch(message["channel"], message["data"])
+                            # In arrival order, which is Redis's order of the votes: only the
+                            # last counts of an article in a batch need decoding.
+                            newest[message["channel"]] = message["data"]
                         message = pubsub.get_message(timeout=0)
+                    for name, data in newest.items():
+                        self._dispatch(name, data)
                     # Every vote's message reaches every worker, and waking up for each one
                     # cost a worker about as much as the message itself: take them in
                     # batches. Caches and streams are at most this much later.
