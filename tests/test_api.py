@@ -95,22 +95,34 @@ def test_post_answers_with_the_exact_origin(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_reads_are_public_and_revalidated_by_etag(client):
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/reactions?site=demo&article=first-post",
+        "/api/v1/reactions/batch?site=demo&article=first-post&article=second-post",
+    ],
+)
+@pytest.mark.parametrize(
+    "echo", ["{}", "W/{}", '"an-older-one", {}', "*"], ids=["same", "weak", "list", "star"]
+)
+def test_reads_are_public_and_revalidated_by_etag(client, path, echo):
     vote(client, "happy")
-    first = client.get("/api/v1/reactions?site=demo&article=first-post")
+    first = client.get(path)
     assert first.headers["Access-Control-Allow-Origin"] == "*"
     assert "no-cache" in first.headers["Cache-Control"]  # browsers revalidate
     assert first.headers["CDN-Cache-Control"] == "public, max-age=5"  # a CDN may hold it
     etag = first.headers["ETag"]
-    repeat = client.get(
-        "/api/v1/reactions?site=demo&article=first-post", headers={"If-None-Match": etag}
-    )
-    assert repeat.status_code == 304
+    repeat = client.get(path, headers={"If-None-Match": echo.format(etag)})
+    assert repeat.status_code == 304 and repeat.data == b""
+    # What a cache needs to keep serving its copy.
+    assert repeat.headers["ETag"] == etag
+    assert repeat.headers["CDN-Cache-Control"] == "public, max-age=5"
     vote(client, "sad", reader="another-reader-bbbbbbbb")
-    changed = client.get(
-        "/api/v1/reactions?site=demo&article=first-post", headers={"If-None-Match": etag}
-    )
-    assert changed.status_code == 200 and changed.get_json()["total"] == 2
+    changed = client.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert client.get(path, headers={"If-None-Match": '"an-older-one"'}).status_code == 200
+    totals = changed.get_json().get("articles", {"first-post": changed.get_json()})
+    assert totals["first-post"]["total"] == 2
 
 
 def test_preflight_allows_json_posts_and_is_cached(client):

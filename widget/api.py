@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_cors import cross_origin
+from werkzeug.http import generate_etag, quote_etag
 
 from . import openapi, security
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
+    Reaction,
     UnknownSite,
     normalize_article,
     summary,
@@ -50,13 +53,36 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def read_response(body: dict) -> Response:
-    """Public reads: any origin may read; the ETag makes a repeat read a cheap 304."""
-    response = Response(encode(body), mimetype="application/json")
+    data = encode(body)
+    return conditional_read(data, generate_etag(data))
+
+
+def conditional_read(data: bytes, etag: str) -> Response:
+    """Public reads: any origin may read; the ETag makes a repeat read a cheap 304.
+
+    Only If-None-Match is honoured. Werkzeug's make_conditional also serves byte ranges and
+    dates, which no reader of a small JSON body needs, and it cost 13 µs of a counts read's
+    220 (gunicorn adds the Date header).
+    """
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        response = Response(data, mimetype="application/json")
+    response.headers["ETag"] = quote_etag(etag)
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = READ_CACHE_CONTROL
     response.headers["CDN-Cache-Control"] = CDN_CACHE_CONTROL
-    response.add_etag()
-    return response.make_conditional(request)
+    return response
+
+
+@functools.lru_cache(maxsize=4096)
+def encoded_counts(
+    site: str, article: str, reactions: tuple[Reaction, ...], counts: frozenset
+) -> tuple[bytes, str]:
+    """An article's read body and its ETag, encoded once per change of its counts: a busy
+    article is read far more often than it changes (summary and encoding took 17 µs)."""
+    data = encode(summary(site, article, reactions, dict(counts)))
+    return data, generate_etag(data)
 
 
 def live_counts(site: str, articles: list[str]) -> list[dict[str, int]]:
@@ -68,7 +94,8 @@ def get_reactions():
     site = known_site(request.args.get("site"))
     article = normalize_article(request.args.get("article"))
     (counts,) = live_counts(site.name, [article])
-    return read_response(summary(site.name, article, site.reactions, counts))
+    data, etag = encoded_counts(site.name, article, site.reactions, frozenset(counts.items()))
+    return conditional_read(data, etag)
 
 
 @bp.get("/reactions/batch")
