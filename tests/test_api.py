@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import time
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -150,6 +151,17 @@ def test_batch_reads_many_articles_in_one_request(client):
     assert counts_of(articles["one"])["happy"] == 1
     assert counts_of(articles["two"])["sleepy"] == 1
     assert articles["three"]["total"] == 0
+
+
+def test_a_batch_answers_under_the_article_ids_as_the_page_wrote_them(client):
+    asked = ['a "quoted" title', "Ünïcode ✓ post", "HTTPS://Blog.Example/Post?utm=1#top"]
+    vote(client, "happy", article="https://blog.example/Post")
+    query = "&".join(f"article={quote(article)}" for article in asked)
+    articles = client.get(f"/api/v1/reactions/batch?site=demo&{query}").get_json()["articles"]
+    assert list(articles) == asked
+    assert articles[asked[2]]["article"] == "https://blog.example/Post"
+    assert articles[asked[2]]["total"] == 1
+    assert articles[asked[1]]["article"] == asked[1] and articles[asked[1]]["total"] == 0
 
 
 def counts_of(body):

@@ -40,7 +40,7 @@ def known_site(name: object) -> Site:
     return site
 
 
-def encode(body: dict) -> bytes:
+def encode(body: object) -> bytes:
     """Compact JSON with non-ASCII characters escaped: the emoji would make Python build a
     4-byte-per-character string first, which doubled the encoding time of a batch (311 µs
     against 149 µs for 20 articles). Escaping adds 10% of bytes (10,737 against 9,777), and
@@ -50,11 +50,6 @@ def encode(body: dict) -> bytes:
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-def read_response(body: dict) -> Response:
-    data = encode(body)
-    return conditional_read(data, generate_etag(data))
 
 
 def conditional_read(data: bytes, etag: str) -> Response:
@@ -75,12 +70,18 @@ def conditional_read(data: bytes, etag: str) -> Response:
     return response
 
 
-@functools.lru_cache(maxsize=4096)
 def encoded_counts(
-    site: str, article: str, reactions: tuple[Reaction, ...], counts: frozenset
+    site: str, article: str, reactions: tuple[Reaction, ...], counts: dict[str, int]
 ) -> tuple[bytes, str]:
     """An article's read body and its ETag, encoded once per change of its counts: a busy
     article is read far more often than it changes (summary and encoding took 17 µs)."""
+    return _encoded_counts(site, article, reactions, frozenset(counts.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_counts(
+    site: str, article: str, reactions: tuple[Reaction, ...], counts: frozenset
+) -> tuple[bytes, str]:
     data = encode(summary(site, article, reactions, dict(counts)))
     return data, generate_etag(data)
 
@@ -94,8 +95,7 @@ def get_reactions():
     site = known_site(request.args.get("site"))
     article = normalize_article(request.args.get("article"))
     (counts,) = live_counts(site.name, [article])
-    data, etag = encoded_counts(site.name, article, site.reactions, frozenset(counts.items()))
-    return conditional_read(data, etag)
+    return conditional_read(*encoded_counts(site.name, article, site.reactions, counts))
 
 
 @bp.get("/reactions/batch")
@@ -109,14 +109,14 @@ def get_reactions_batch():
         raise InvalidField(f"at most {MAX_BATCH_ARTICLES} articles per batch")
     articles = [normalize_article(a) for a in requested]
     all_counts = live_counts(site.name, articles)
-    return read_response(
-        {
-            "articles": {
-                asked: summary(site.name, article, site.reactions, counts)
-                for asked, article, counts in zip(requested, articles, all_counts, strict=True)
-            }
-        }
-    )
+    # {"articles": {asked: summary, …}}, byte for byte as encode() writes it, joined from each
+    # article's cached body: 20 articles took 300 µs to summarize and encode.
+    members = [
+        encode(asked) + b":" + encoded_counts(site.name, article, site.reactions, counts)[0]
+        for asked, article, counts in zip(requested, articles, all_counts, strict=True)
+    ]
+    data = b'{"articles":{' + b",".join(members) + b"}}"
+    return conditional_read(data, generate_etag(data))
 
 
 @bp.route("/reactions", methods=["OPTIONS"])
