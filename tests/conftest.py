@@ -90,9 +90,11 @@ def redis_client(redis_url):
 
 @pytest.fixture
 def app(redis_url, redis_client):
-    return create_app(
+    app = create_app(
         {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True} | NO_LIMITS
     )
+    yield app
+    app.extensions["reactions_live"].stop()  # or it hears every later test's votes
 
 
 def admin_app(redis_url: str, password: str):

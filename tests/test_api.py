@@ -10,7 +10,15 @@ import redis
 
 from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
-from widget.store import DAY_RETENTION_SECONDS, Site, day_key, day_total_key, utc_day
+from widget.embedded_redis import EmbeddedRedis
+from widget.store import (
+    DAY_RETENTION_SECONDS,
+    Site,
+    channel,
+    day_key,
+    day_total_key,
+    utc_day,
+)
 
 ORIGIN = "http://localhost"  # the test client's own origin: the demo site accepts it
 READER = "reader-token-aaaaaaaaaaaa"
@@ -353,6 +361,24 @@ def test_counts_served_by_one_app_server_follow_votes_taken_by_another(
 
     store.reset_article(site, "busy")
     wait_until(lambda: client.get(path).get_json()["total"] == 0, timeout=5)
+
+
+def test_a_listener_counts_as_connected_once_redis_confirms_and_lets_go_when_stopped(
+    tmp_path,
+):
+    with EmbeddedRedis(str(tmp_path)) as server:
+        app = create_app({"REDIS_URL": server.url, "REACTIONS_SECRET_KEY": SECRET})
+        hub = app.extensions["reactions_live"]
+        watcher = redis.Redis.from_url(server.url)
+        hub.counts_many("demo", [])  # starts the listener
+        wait_until(hub.connected.is_set)
+        assert watcher.execute_command("PUBSUB", "NUMPAT") == 1
+        hub.stop()
+        assert not hub.connected.is_set()
+        watcher.publish(channel("demo", "any"), "{}")  # its next message ends it
+        wait_until(lambda: watcher.execute_command("PUBSUB", "NUMPAT") == 0)
+        assert hub.counts_many("demo", ["any"]) == [{}]  # from Redis now
+        watcher.close()
 
 
 def test_health_and_readiness(client):

@@ -37,6 +37,7 @@ RECONNECT_MILLISECONDS = 3000
 MAX_STREAMS_PER_PROCESS = 10_000
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.005
+SUBSCRIBE_SECONDS = 5.0
 MAX_CACHED_ARTICLES = 50_000
 
 
@@ -52,6 +53,7 @@ class Hub:
         self._listener: threading.Thread | None = None
         self._pending: dict[str, dict[str, int]] = {}
         self._wake = threading.Event()
+        self._stopped = threading.Event()
         self._pid = 0
         # Counts by channel, kept current by the same pub/sub messages: a counts GET served
         # from here costs no Redis round trip. Used only while the subscription is up.
@@ -77,8 +79,18 @@ class Hub:
                 if not inboxes:
                     del self.streams[name]
 
+    def stop(self) -> None:
+        """Ends the listener and the fan-out of an app that is done (tests make hundreds):
+        until then each holds a Redis connection and receives every vote's message. They end
+        at their next wake-up; reads then go to Redis."""
+        self._stopped.set()
+        self._wake.set()
+        self.connected.clear()
+
     def _ensure_listener(self) -> None:
         # After a fork (gunicorn preloading) the parent's thread does not exist in the child.
+        if self._stopped.is_set():
+            return
         if self._listener and self._listener.is_alive() and self._pid == os.getpid():
             return
         with self._lock:
@@ -93,14 +105,18 @@ class Hub:
 
     def _listen(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopped.is_set():
             pubsub = None
             try:
-                pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.store.client.pubsub()
                 pubsub.psubscribe(channel_pattern())
+                # Counts may be cached only once Redis has the subscription: a vote whose
+                # message went out before it would leave older counts in the cache until the
+                # article's next vote.
+                await_confirmation(pubsub, "psubscribe", SUBSCRIBE_SECONDS)
                 self.connected.set()
                 delay = 0.1
-                while True:
+                while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
                     newest: dict[str, str] = {}
                     while message is not None:
@@ -120,6 +136,8 @@ class Hub:
                 with self._lock:
                     self._counts.clear()  # changes may be missed while disconnected
                     self._generation += 1
+                if self._stopped.is_set():
+                    return
                 log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -127,6 +145,7 @@ class Hub:
                 if pubsub is not None:
                     with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
+        self.connected.clear()  # stopped: it may have been set again while stopping
 
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
@@ -180,6 +199,8 @@ class Hub:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if self._stopped.is_set():
+                return
             with self._lock:
                 pending, self._pending = self._pending, {}
             for name, counts in pending.items():
@@ -202,6 +223,16 @@ class Hub:
         event = f"event: counts\ndata: {body}\n\n"
         for inbox in list(inboxes):
             inbox.put(event)
+
+
+def await_confirmation(pubsub: redis.client.PubSub, kind: str, timeout: float) -> None:
+    """Reads until Redis confirms a (p)subscribe; raises redis.TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=remaining)
+        if message is not None and message["type"] == kind:
+            return
+    raise redis.TimeoutError(f"Redis did not confirm the {kind} within {timeout} s")
 
 
 def current_hub() -> Hub:
