@@ -21,9 +21,9 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from .api import encode, known_site
+from .api import encoded_counts, known_site
 from .errors import error_response
-from .reactions import normalize_article, summary
+from .reactions import normalize_article
 from .store import Store, channel, channel_pattern, parse_channel
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
@@ -218,7 +218,8 @@ class Hub:
         site = self.store.get_site(site_name)
         if site is None:
             return
-        body = encode(summary(site.name, article, site.reactions, counts)).decode()
+        # The same body as a counts GET of this article, encoded once for both.
+        body = encoded_counts(site.name, article, site.reactions, counts)[0].decode()
         # Encoded once per message, whatever the number of streams.
         event = f"event: counts\ndata: {body}\n\n"
         for inbox in list(inboxes):
@@ -256,7 +257,7 @@ def stream():
     except redis.RedisError:
         hub.close(site.name, article, inbox)
         raise
-    first = encode(summary(site.name, article, site.reactions, counts)).decode()
+    first = encoded_counts(site.name, article, site.reactions, counts)[0].decode()
 
     def events() -> Iterator[str]:
         try:

@@ -8,8 +8,8 @@ widget/gunicorn_conf.py): the thin reference (bench/http/thin_app.py: POST = one
 HGETALL pipeline, GET = one HGETALL) and the product. Each round runs every load with wrk for
 a fixed time (bounded): the thin POST right before and right after the vote, the thin GET
 right before and right after the counts GETs, so slow spells of a shared machine hit both
-sides of a ratio. It prints the median over the rounds of requests/s, p50
-and p99 latency, and of the product ÷ thin ratio taken within each round.
+sides of a ratio. It prints the median over the rounds of requests/s, p50 and p99 latency,
+and of the product ÷ thin ratio taken within each round.
 """
 
 from __future__ import annotations
