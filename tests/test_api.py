@@ -7,14 +7,17 @@ from urllib.parse import quote
 
 import pytest
 import redis
+from redis._parsers import _RESP2Parser
 
 from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
 from widget.embedded_redis import EmbeddedRedis
+from widget.live import await_confirmation, drain
 from widget.store import (
     DAY_RETENTION_SECONDS,
     Site,
     channel,
+    channel_pattern,
     day_key,
     day_total_key,
     utc_day,
@@ -379,6 +382,38 @@ def test_a_listener_counts_as_connected_once_redis_confirms_and_lets_go_when_sto
         wait_until(lambda: watcher.execute_command("PUBSUB", "NUMPAT") == 0)
         assert hub.counts_many("demo", ["any"]) == [{}]  # from Redis now
         watcher.close()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
+    redis_server, parser
+):
+    """The listener reads a batch of messages straight from redis-py's hiredis reader (or,
+    without hiredis, through get_message): more than one socket read's worth, with a health
+    check's reply among them, must leave exactly the last data of each channel."""
+    options = {"parser_class": _RESP2Parser} if parser == "python" else {}
+    listener = redis.Redis.from_url(redis_server.url, decode_responses=True, protocol=2, **options)
+    publisher = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    pubsub.psubscribe(channel_pattern())
+    await_confirmation(pubsub, "psubscribe", 5)
+    padding = "x" * 200  # 3,000 messages: about 700 kB, many reads of 64 kB
+    sent: dict[str, str] = {}
+    for number in range(3000):
+        name = channel("demo", f"article-{number % 7}")
+        sent[name] = f'{{"happy":{number},"pad":"{padding}"}}'
+        publisher.publish(name, sent[name])
+        if number == 1500:
+            pubsub.ping()  # its reply arrives among the messages
+    publisher.publish(channel("demo", "last"), "{}")
+    sent[channel("demo", "last")] = "{}"
+    first = pubsub.get_message(timeout=5)
+    newest = {first["channel"]: first["data"]}
+    wait_until(lambda: drain(pubsub, newest) or channel("demo", "last") in newest, timeout=5)
+    assert newest == sent
+    pubsub.close()
+    listener.close()
+    publisher.close()
 
 
 def test_health_and_readiness(client):
