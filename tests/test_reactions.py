@@ -1,12 +1,14 @@
-"""The pure rules: percentages, ids and validation, without Redis."""
+"""The pure rules: percentages, ids, validation and the encoded bodies, without Redis."""
 
 import random
 
 import pytest
 
+from widget.api import encode, encode_summary
 from widget.reactions import (
     DEFAULT_REACTIONS,
     InvalidField,
+    Reaction,
     normalize_article,
     percentages,
     summary,
@@ -52,6 +54,28 @@ def test_summary_lists_the_site_order_with_emoji_and_labels():
     assert body["reactions"][0] == {
         "id": "happy", "emoji": "😄", "label": "Happy", "count": 3, "percent": 75,
     }  # fmt: skip
+
+
+def test_the_encoded_summary_is_byte_for_byte_the_summary_encoded():
+    """api.encode_summary writes the answers of reads and votes from pre-encoded pieces; it
+    must stay exactly encode(summary(…)) plus the extra members, whatever the reactions and
+    article ids hold."""
+    rng = random.Random(11)
+    odd = Reaction("q", 'say "hi" \\ 🎉', "Zürich\n<b>")
+    reaction_sets = [DEFAULT_REACTIONS, (odd, *DEFAULT_REACTIONS[:2]), (Reaction("x", "✔", "X"),)]
+    articles = ["post", "https://blog.example/ü?", 'a "quoted" \\ path', "日本語/記事"]
+    for _ in range(500):
+        reactions = rng.choice(reaction_sets)
+        ids = [r.id for r in reactions] + ["retired"]
+        counts = {i: rng.choice([0, 1, 2, 7, 12345, -3]) for i in ids if rng.random() < 0.7}
+        article = rng.choice(articles)
+        mine = rng.choice([None, reactions[0].id])
+        expected = summary("demo", article, reactions, counts) | {"mine": mine, "counted": True}
+        extra = b',"mine":%s,"counted":true' % encode(mine)
+        assert encode_summary("demo", article, reactions, counts, extra) == encode(expected)
+        assert encode_summary("demo", article, reactions, counts) == encode(
+            summary("demo", article, reactions, counts)
+        )
 
 
 @pytest.mark.parametrize(
