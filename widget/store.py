@@ -257,6 +257,14 @@ class Site:
     def all_reactions(self) -> tuple[Reaction, ...]:
         return self.reactions + self.retired
 
+    @functools.cached_property
+    def vote_keys(self) -> tuple:
+        """(reaction ids, index, meta, stats, per-reaction indexes): the vote script's keys
+        and arguments that depend on the site only, built once per record."""
+        ids = tuple(r.id for r in self.all_reactions)
+        indexes = tuple(index_key(self.name, r) for r in ids)
+        return ids, index_key(self.name), meta_key(self.name), stats_key(self.name), indexes
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -336,20 +344,20 @@ def vote_arguments(
 ) -> tuple[list[str], list]:
     """KEYS and ARGV of the vote script, in the order the script reads them."""
     day = utc_day(now)
-    ids = [r.id for r in site.all_reactions]
     name = site.name
+    ids, index, meta, stats, indexes = site.vote_keys
     keys = [
         counts_key(name, article),
         readers_key(name, article),
-        index_key(name),
-        meta_key(name),
+        index,
+        meta,
         day_key(name, day),
         day_total_key(name, day),
-        stats_key(name),
+        stats,
         client_rate_key(name, client, int(now // 60)),
         site_rate_key(name, int(now)),
         new_articles_key(name, int(now // 3600)),
-        *(index_key(name, r) for r in ids),
+        *indexes,
     ]
     args = [
         reader,
