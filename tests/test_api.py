@@ -1,6 +1,7 @@
 """The public API against a real Redis: the contract other clients rely on."""
 
 import concurrent.futures
+import io
 import json
 import time
 from urllib.parse import quote
@@ -282,6 +283,31 @@ def test_a_body_too_large_gets_413(client, redis_client):
     assert response.status_code == 413
     assert set(response.get_json()) == {"error", "detail"}
     assert site_keys(redis_client) == []
+
+
+@pytest.mark.parametrize("size", [100, 10_000])
+def test_a_body_without_a_declared_length_is_read_up_to_the_limit(client, redis_client, size):
+    """A chunked upload has no Content-Length: it is read through the server's terminated
+    stream, and refused with 413 past the limit like a declared one."""
+    body = json.dumps(
+        {"site": "demo", "article": "a", "reader": READER, "reaction": "happy", "pad": "x" * size}
+    ).encode()
+    response = client.post(
+        "/api/v1/reactions",
+        input_stream=io.BytesIO(body),
+        headers={
+            "Origin": ORIGIN,
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.request.content_length is None
+    if size > 1000:
+        assert response.status_code == 413
+        assert site_keys(redis_client) == []
+    else:
+        assert response.status_code == 200 and response.get_json()["mine"] == "happy"
 
 
 @pytest.mark.parametrize(
