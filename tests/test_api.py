@@ -410,6 +410,27 @@ def test_a_listener_counts_as_connected_once_redis_confirms_and_lets_go_when_sto
         watcher.close()
 
 
+def test_a_malformed_message_leaves_the_listener_running_and_the_cache_honest(
+    app, client, redis_client
+):
+    """Anyone with access to Redis may publish on an article's channel: a message that is not
+    counts is dropped with the article's cached counts, and later votes still arrive."""
+    hub = app.extensions["reactions_live"]
+    hub.counts_many("demo", [])
+    wait_until(hub.connected.is_set)
+    path = "/api/v1/reactions?site=demo&article=first-post"
+    assert client.get(path).get_json()["total"] == 0  # cached now
+    redis_client.publish(channel("demo", "first-post"), "not json")
+    redis_client.publish(channel("demo", "first-post"), '{"happy":"many"}')
+    redis_client.hincrby("rx:{demo}:a:first-post", "sad", 2)  # changed behind the cache's back
+    wait_until(lambda: client.get(path).get_json()["total"] == 2, timeout=5)
+    other = create_app({"REDIS_URL": app.config["REDIS_URL"], "REACTIONS_SECRET_KEY": SECRET})
+    assert vote(other.test_client(), "happy").status_code == 200
+    other.extensions["reactions_live"].stop()
+    wait_until(lambda: client.get(path).get_json()["total"] == 3, timeout=5)
+    assert hub._listener.is_alive()
+
+
 @pytest.mark.parametrize("parser", ["hiredis", "python"])
 def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
     redis_server, parser
@@ -423,19 +444,22 @@ def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
     pubsub = listener.pubsub()
     pubsub.psubscribe(channel_pattern())
     await_confirmation(pubsub, "psubscribe", 5)
-    padding = "x" * 200  # 3,000 messages: about 700 kB, many reads of 64 kB
+    # Valid counts, since every listener of this Redis gets them too: 3,000 messages of
+    # about 250 bytes, many reads of 64 kB.
+    padding = ",".join(f'"r{i}":{i}' for i in range(30))
     sent: dict[str, str] = {}
     for number in range(3000):
-        name = channel("demo", f"article-{number % 7}")
-        sent[name] = f'{{"happy":{number},"pad":"{padding}"}}'
+        name = channel("drain-test", f"article-{number % 7}")
+        sent[name] = f'{{"happy":{number},{padding}}}'
         publisher.publish(name, sent[name])
         if number == 1500:
             pubsub.ping()  # its reply arrives among the messages
-    publisher.publish(channel("demo", "last"), "{}")
-    sent[channel("demo", "last")] = "{}"
+    publisher.publish(channel("drain-test", "last"), "{}")
+    sent[channel("drain-test", "last")] = "{}"
     first = pubsub.get_message(timeout=5)
     newest = {first["channel"]: first["data"]}
-    wait_until(lambda: drain(pubsub, newest) or channel("demo", "last") in newest, timeout=5)
+    last = channel("drain-test", "last")
+    wait_until(lambda: drain(pubsub, newest) or last in newest, timeout=5)
     assert newest == sent
     pubsub.close()
     listener.close()

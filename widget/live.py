@@ -178,8 +178,17 @@ class Hub:
         return cached
 
     def _dispatch(self, name: str, data: str) -> None:
-        # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
-        counts = {k: int(v) for k, v in (json.loads(data) or {}).items()}
+        try:
+            # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
+            counts = {str(k): int(v) for k, v in (json.loads(data) or {}).items()}
+        except (ValueError, TypeError, AttributeError):
+            # Not a vote's message (anyone with access to Redis may publish): the article's
+            # reads go to Redis until its next vote, and the listener goes on.
+            log.warning("live updates: ignored a malformed message on %s", name)
+            with self._lock:
+                self._generation += 1
+                self._counts.pop(name, None)
+            return
         with self._lock:
             self._generation += 1
             if name in self._counts:
