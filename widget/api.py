@@ -60,9 +60,10 @@ def encode_summary(
     counts: dict[str, int],
     extra: bytes = b"",
 ) -> bytes:
-    """encode(summary(…)), byte for byte, from each reaction's encoded id, emoji and label:
-    a vote's answer took 19 µs to summarize and encode, this 11. `extra` is more members
-    (`,"name":value…`) for the end of the object."""
+    """The public body of one article, as encode() writes it: site, article, total, and each
+    reaction in the site's order with its count and percentage. Built from each reaction's
+    encoded id, emoji and label: a vote's answer took 19 µs as a dict encoded, this 11.
+    `extra` is more members (`,"name":value…`) for the end of the object."""
     ordered = [max(0, int(counts.get(r.id, 0))) for r in reactions]
     members = b",".join(
         b'%s%d,"percent":%d}' % (head, count, share)

@@ -119,9 +119,9 @@ class Hub:
                 while not self._stopped.is_set():
                     message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
                     newest: dict[str, str] = {}
-                    if message is not None and message["type"] == "pmessage":
-                        newest[message["channel"]] = message["data"]
                     if message is not None:
+                        if message["type"] == "pmessage":
+                            newest[message["channel"]] = message["data"]
                         drain(pubsub, newest)
                     for name, data in newest.items():
                         self._dispatch(name, data)

@@ -97,23 +97,6 @@ def percentages(counts: list[int]) -> list[int]:
     return shares
 
 
-def summary(
-    site: str, article: str, reaction_set: tuple[Reaction, ...], counts: dict[str, int]
-) -> dict:
-    """The public body for one article: counts and percentages in the site's order."""
-    ordered = [max(0, int(counts.get(r.id, 0))) for r in reaction_set]
-    shares = percentages(ordered)
-    return {
-        "site": site,
-        "article": article,
-        "total": sum(ordered),
-        "reactions": [
-            {"id": r.id, "emoji": r.emoji, "label": r.label, "count": c, "percent": p}
-            for r, c, p in zip(reaction_set, ordered, shares, strict=True)
-        ],
-    }
-
-
 def _require_text(name: str, value: object, max_length: int) -> str:
     if not isinstance(value, str):
         raise InvalidField(f"'{name}' must be a string")
