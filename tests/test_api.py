@@ -21,6 +21,7 @@ from widget.store import (
     channel_pattern,
     day_key,
     day_total_key,
+    decode_counts,
     utc_day,
 )
 
@@ -404,7 +405,7 @@ def test_a_listener_counts_as_connected_once_redis_confirms_and_lets_go_when_sto
         assert watcher.execute_command("PUBSUB", "NUMPAT") == 1
         hub.stop()
         assert not hub.connected.is_set()
-        watcher.publish(channel("demo", "any"), "{}")  # its next message ends it
+        watcher.publish(channel("demo", "any"), "")  # its next message ends it
         wait_until(lambda: watcher.execute_command("PUBSUB", "NUMPAT") == 0)
         assert hub.counts_many("demo", ["any"]) == [{}]  # from Redis now
         watcher.close()
@@ -420,8 +421,9 @@ def test_a_malformed_message_leaves_the_listener_running_and_the_cache_honest(
     wait_until(hub.connected.is_set)
     path = "/api/v1/reactions?site=demo&article=first-post"
     assert client.get(path).get_json()["total"] == 0  # cached now
-    redis_client.publish(channel("demo", "first-post"), "not json")
-    redis_client.publish(channel("demo", "first-post"), '{"happy":"many"}')
+    redis_client.publish(channel("demo", "first-post"), '{"happy":1}')
+    redis_client.publish(channel("demo", "first-post"), "happy,many")
+    redis_client.publish(channel("demo", "first-post"), "happy,1,sad")
     redis_client.hincrby("rx:{demo}:a:first-post", "sad", 2)  # changed behind the cache's back
     wait_until(lambda: client.get(path).get_json()["total"] == 2, timeout=5)
     other = create_app({"REDIS_URL": app.config["REDIS_URL"], "REACTIONS_SECRET_KEY": SECRET})
@@ -429,6 +431,36 @@ def test_a_malformed_message_leaves_the_listener_running_and_the_cache_honest(
     other.extensions["reactions_live"].stop()
     wait_until(lambda: client.get(path).get_json()["total"] == 3, timeout=5)
     assert hub._listener.is_alive()
+
+
+def test_each_change_publishes_the_counts_as_stored(client, store):
+    """A vote's message is HGETALL's reply joined by commas, which every listener decodes;
+    a reset publishes no counts at all."""
+    pubsub = store.client.pubsub()
+    pubsub.subscribe(channel("demo", "first-post"))
+    await_confirmation(pubsub, "subscribe", 5)
+    assert vote(client, "happy").status_code == 200
+    assert vote(client, "sad", reader="reader-two-aaaaaaaaaaaa").status_code == 200
+    assert vote(client, "sad", reader="reader-two-aaaaaaaaaaaa").status_code == 200  # no change
+    assert vote(client, None).status_code == 200
+    store.reset_article(store.get_site("demo"), "first-post")
+    received = []
+    deadline = time.monotonic() + 5
+    while len(received) < 4 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            received.append(message["data"])
+    assert [decode_counts(data) for data in received] == [
+        {"happy": 1}, {"happy": 1, "sad": 1}, {"sad": 1}, {}
+    ]  # fmt: skip
+    assert received[3] == ""
+    pubsub.close()
+
+
+@pytest.mark.parametrize("flat", ["{}", '{"happy":1}', "happy", "happy,many", "happy,1,sad"])
+def test_anything_but_counts_is_not_decoded_as_counts(flat):
+    with pytest.raises(ValueError):
+        decode_counts(flat)
 
 
 @pytest.mark.parametrize("parser", ["hiredis", "python"])
@@ -445,17 +477,17 @@ def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
     pubsub.psubscribe(channel_pattern())
     await_confirmation(pubsub, "psubscribe", 5)
     # Valid counts, since every listener of this Redis gets them too: 3,000 messages of
-    # about 250 bytes, many reads of 64 kB.
-    padding = ",".join(f'"r{i}":{i}' for i in range(30))
+    # about 200 bytes, many reads of 64 kB.
+    padding = ",".join(f"r{i},{i}" for i in range(30))
     sent: dict[str, str] = {}
     for number in range(3000):
         name = channel("drain-test", f"article-{number % 7}")
-        sent[name] = f'{{"happy":{number},{padding}}}'
+        sent[name] = f"happy,{number},{padding}"
         publisher.publish(name, sent[name])
         if number == 1500:
             pubsub.ping()  # its reply arrives among the messages
-    publisher.publish(channel("drain-test", "last"), "{}")
-    sent[channel("drain-test", "last")] = "{}"
+    publisher.publish(channel("drain-test", "last"), "")
+    sent[channel("drain-test", "last")] = ""
     first = pubsub.get_message(timeout=5)
     newest = {first["channel"]: first["data"]}
     last = channel("drain-test", "last")

@@ -10,7 +10,6 @@ threads: the code only uses `threading` and `queue`, which gevent patches.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -24,7 +23,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from .api import encoded_counts, known_site
 from .errors import error_response
 from .reactions import normalize_article
-from .store import Store, channel, channel_pattern, parse_channel
+from .store import Store, channel, channel_pattern, decode_counts, parse_channel
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -179,9 +178,8 @@ class Hub:
 
     def _dispatch(self, name: str, data: str) -> None:
         try:
-            # Lua's cjson encodes an empty table as {} (no reaction left after an undo or reset).
-            counts = {str(k): int(v) for k, v in (json.loads(data) or {}).items()}
-        except (ValueError, TypeError, AttributeError):
+            counts = decode_counts(data)
+        except ValueError:
             # Not a vote's message (anyone with access to Redis may publish): the article's
             # reads go to Redis until its next vote, and the listener goes on.
             log.warning("live updates: ignored a malformed message on %s", name)
