@@ -76,9 +76,9 @@ def test_the_encoded_summary_is_byte_for_byte_the_summary_encoded():
     must stay exactly the plainly written body encoded, plus the extra members, whatever the
     reactions and article ids hold."""
     rng = random.Random(11)
-    odd = Reaction("q", 'say "hi" \\ 🎉', "Zürich\n<b>")
+    odd = Reaction("q", 'say "hi" \\ 🎉 %d', "Zürich\n<b> 100%s")
     reaction_sets = [DEFAULT_REACTIONS, (odd, *DEFAULT_REACTIONS[:2]), (Reaction("x", "✔", "X"),)]
-    articles = ["post", "https://blog.example/ü?", 'a "quoted" \\ path', "日本語/記事"]
+    articles = ["post", "https://blog.example/ü?", 'a "quoted" \\ path', "日本語/記事", "50%-off"]
     for _ in range(500):
         reactions = rng.choice(reaction_sets)
         ids = [r.id for r in reactions] + ["retired"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, current_app, g, jsonify, request
 from flask_cors import cross_origin
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import generate_etag, quote_etag
@@ -24,7 +24,7 @@ from .reactions import (
     validate_title,
     validate_url,
 )
-from .store import Site, current_store
+from .store import Site, Store, current_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Browsers revalidate every time (a cheap 304), so a reload after a vote never shows older
@@ -34,8 +34,8 @@ CDN_CACHE_CONTROL = "public, max-age=5"
 health = Blueprint("health", __name__)
 
 
-def known_site(name: object) -> Site:
-    site = current_store().get_site(validate_site(name))
+def known_site(name: object, store: Store | None = None) -> Site:
+    site = (current_store() if store is None else store).get_site(validate_site(name))
     if site is None:
         raise UnknownSite(f"site '{name}' is not registered on this server")
     return site
@@ -61,32 +61,33 @@ def encode_summary(
     extra: bytes = b"",
 ) -> bytes:
     """The public body of one article, as encode() writes it: site, article, total, and each
-    reaction in the site's order with its count and percentage. Built from each reaction's
-    encoded id, emoji and label: a vote's answer took 19 µs as a dict encoded, this 11.
+    reaction in the site's order with its count and percentage. One bytes formatting of a
+    template made once per reaction set, with each reaction's id, emoji and label already
+    encoded: a vote's answer took 19 µs as a dict encoded, 11 µs joined from encoded pieces,
+    and 54,500 instructions (valgrind) against 73,100 so.
     `extra` is more members (`,"name":value…`) for the end of the object."""
-    ordered = [max(0, int(counts.get(r.id, 0))) for r in reactions]
-    members = b",".join(
-        b'%s%d,"percent":%d}' % (head, count, share)
-        for head, count, share in zip(
-            _reaction_heads(reactions), ordered, percentages(ordered), strict=True
-        )
-    )
-    return b'{"site":%s,"article":%s,"total":%d,"reactions":[%s]%s}' % (
-        encode(site),
-        encode(article),
-        sum(ordered),
-        members,
-        extra,
-    )
+    ids, template = _summary_template(reactions)
+    ordered = [counts.get(i, 0) for i in ids]
+    if min(ordered, default=0) < 0:
+        ordered = [max(0, count) for count in ordered]
+    values = [encode(site), encode(article), sum(ordered)]
+    for count_and_percent in zip(ordered, percentages(ordered), strict=True):
+        values += count_and_percent
+    values.append(extra)
+    return template % tuple(values)
 
 
 @functools.lru_cache(maxsize=256)
-def _reaction_heads(reactions: tuple[Reaction, ...]) -> tuple[bytes, ...]:
-    """Per reaction, its summary object up to the count: `{"id":…,"emoji":…,"label":…,"count":`."""
-    return tuple(
-        encode({"id": r.id, "emoji": r.emoji, "label": r.label})[:-1] + b',"count":'
+def _summary_template(reactions: tuple[Reaction, ...]) -> tuple[tuple[str, ...], bytes]:
+    """The reaction ids, and the body with `%s`/`%d` for site, article, total, each count and
+    percentage, and the extra members; a `%` in an emoji or label is escaped."""
+    members = [
+        encode({"id": r.id, "emoji": r.emoji, "label": r.label})[:-1].replace(b"%", b"%%")
+        + b',"count":%d,"percent":%d}'
         for r in reactions
-    )
+    ]
+    body = b'{"site":%s,"article":%s,"total":%d,"reactions":[' + b",".join(members) + b"]%s}"
+    return tuple(r.id for r in reactions), body
 
 
 def conditional_read(data: bytes, etag: str) -> Response:
@@ -163,10 +164,15 @@ def preflight_reactions():
 
 @bp.post("/reactions", provide_automatic_options=False)
 def post_reaction():
-    security.require_json(request)
-    data = parse_json_object()
-    site = known_site(data.get("site"))
-    g.write_origin = security.require_allowed_origin(request, site)
+    # The request and the app once: each use of Flask's context proxies (request,
+    # current_app) looks up the context again, about 8,000 instructions (valgrind), and the
+    # vote made a dozen of them.
+    req, app = request._get_current_object(), current_app._get_current_object()
+    store: Store = app.extensions["reactions"]
+    security.require_json(req)
+    data = parse_json_object(req, app.config["MAX_CONTENT_LENGTH"])
+    site = known_site(data.get("site"), store)
+    g.write_origin = security.require_allowed_origin(req, site)
     article = normalize_article(data.get("article"))
     reader = validate_reader(data.get("reader"))
     if "reaction" not in data:
@@ -175,8 +181,7 @@ def post_reaction():
     url = validate_url(data.get("url"))
     title = validate_title(data.get("title"))
 
-    store = current_store()
-    if security.is_automated(request):
+    if security.is_automated(req):
         # Answered like a vote, so a crawler sees nothing unusual, but not counted.
         counts = store.counts(site.name, article)
         extra = b',"mine":null,"counted":false'
@@ -188,7 +193,7 @@ def post_reaction():
             choice,
             url,
             title,
-            client=security.client_fingerprint(store, request),
+            client=security.client_fingerprint(store, req),
         )
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)
@@ -204,8 +209,8 @@ def add_write_cors(response: Response) -> Response:
     return security.allow_write_origin(response, origin) if origin else response
 
 
-def parse_json_object() -> dict:
-    raw = read_body()
+def parse_json_object(req: Request, limit: int | None) -> dict:
+    raw = read_body(req, limit)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -215,15 +220,15 @@ def parse_json_object() -> dict:
     return data
 
 
-def read_body() -> bytes:
-    """The request body, at most MAX_CONTENT_LENGTH bytes, else 413.
+def read_body(req: Request, limit: int | None) -> bytes:
+    """The request body, at most `limit` bytes (MAX_CONTENT_LENGTH), else 413.
 
     Straight from the WSGI input, which the server ends at the declared length or, for a
     chunked upload, at its last chunk (`wsgi.input_terminated`, as gunicorn does): werkzeug's
     get_data took 23 µs of a vote for the same bytes, this 11. Werkzeug also cut a chunked
     upload off at the limit, which then failed as invalid JSON instead of a 413.
     """
-    environ, length, limit = request.environ, request.content_length, request.max_content_length
+    environ, length = req.environ, req.content_length
     if length is not None:
         if limit is not None and length > limit:
             raise RequestEntityTooLarge()
