@@ -21,9 +21,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import hiredis
 import redis
 from flask import current_app
 from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -432,12 +434,39 @@ class QuickReadinessCheck:
                 sock.settimeout(previous)
 
 
-class QuickCheckConnection(QuickReadinessCheck, redis.Connection):
-    """A TCP connection (`redis://`) with the quick readiness check."""
+class HiredisPacker:
+    """Packs a command with hiredis, as redis-py's HiredisRespSerializer does, without its
+    Python pass over every argument that turns a bytearray or memoryview into bytes: this app
+    sends neither, and for a vote's 37 arguments that pass cost more than hiredis's packing
+    itself (52,000 and 47,000 instructions, valgrind). A command name with a space in it
+    ("SCRIPT LOAD") or an argument hiredis refuses goes to redis-py's serializer, which splits,
+    converts or reports it as before."""
+
+    def __init__(self) -> None:
+        self._redis_py = HiredisRespSerializer()
+
+    def pack(self, *args) -> list[bytes]:
+        if type(args[0]) is str and " " not in args[0]:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass
+        return self._redis_py.pack(*args)
 
 
-class QuickCheckUnixConnection(QuickReadinessCheck, redis.UnixDomainSocketConnection):
-    """A unix-socket connection (`unix://`) with the quick readiness check."""
+class QuickConnection(QuickReadinessCheck):
+    """The quick readiness check and the hiredis packer (hiredis is a dependency)."""
+
+    def _construct_command_packer(self, packer):
+        return packer or HiredisPacker()
+
+
+class QuickCheckConnection(QuickConnection, redis.Connection):
+    """A TCP connection (`redis://`) with the quick readiness check and packer."""
+
+
+class QuickCheckUnixConnection(QuickConnection, redis.UnixDomainSocketConnection):
+    """A unix-socket connection (`unix://`) with the quick readiness check and packer."""
 
 
 # TLS keeps redis-py's own check (decrypted bytes may wait above the socket), and Sentinel its
