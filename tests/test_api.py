@@ -1,6 +1,8 @@
 """The public API against a real Redis: the contract other clients rely on."""
 
 import concurrent.futures
+import hashlib
+import hmac
 import io
 import json
 import time
@@ -273,6 +275,32 @@ def test_malformed_json_gets_400(client, raw):
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_field"
+
+
+def test_a_vote_body_is_utf8_with_or_without_a_byte_order_mark(client, redis_client):
+    body = json.dumps({"site": "demo", "article": "ü", "reader": READER, "reaction": "happy"})
+    headers = {"Origin": ORIGIN, "Content-Type": "application/json"}
+    post = client.post("/api/v1/reactions", data="\ufeff".encode() + body.encode(), headers=headers)
+    assert post.status_code == 200
+    assert post.get_json()["article"] == "ü"
+    # RFC 8259: JSON between systems is UTF-8; UTF-16 gets a clear 400 and stores nothing.
+    refused = client.post("/api/v1/reactions", data=body.encode("utf-16"), headers=headers)
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "invalid_field"
+    assert redis_client.hgetall("rx:{demo}:a:ü") == {"happy": "1"}
+
+
+def test_reader_hashes_stay_hmac_sha256_under_the_server_secret(store):
+    """Stored reader ids must not change between versions: a reader would count twice."""
+
+    def plain(secret: str, token: str) -> str:
+        message = f"reader\0demo\0{token}".encode()
+        return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+    for token in [READER, "ü-reader-" * 3]:
+        assert store.reader_hash("demo", token) == plain(store.server_secret(), token)
+    store.secret = "another-secret"  # a new secret keys the HMAC anew
+    assert store.reader_hash("demo", READER) == plain("another-secret", READER)
 
 
 def test_a_body_too_large_gets_413(client, redis_client):
