@@ -114,6 +114,18 @@ def test_post_answers_with_the_exact_origin(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_errors_after_the_origin_check_are_readable_by_that_page_only(client):
+    bad_reader = vote(client, "happy", reader="short")
+    assert bad_reader.status_code == 400
+    assert bad_reader.headers.getlist("Access-Control-Allow-Origin") == [ORIGIN]
+    assert bad_reader.headers["Vary"] == "Origin"
+    stranger = vote(client, "happy", origin="https://elsewhere.example")
+    assert stranger.status_code == 403
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    read = client.get("/api/v1/reactions?site=demo&article=first-post")
+    assert read.headers.getlist("Access-Control-Allow-Origin") == ["*"]
+
+
 @pytest.mark.parametrize(
     "path",
     [
