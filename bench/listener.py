@@ -14,7 +14,6 @@ child prints its CPU time per message; the table shows medians and the ratio wit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ def child(kind: str, url: str, seconds: float) -> None:
 
     sys.path.insert(0, ROOT)
     from widget import create_app
-    from widget.store import channel_pattern, connect
+    from widget.store import channel_pattern, connect, decode_counts
 
     received = 0
     if kind == "hub":
@@ -53,7 +52,7 @@ def child(kind: str, url: str, seconds: float) -> None:
             while True:
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "pmessage":
-                    json.loads(message["data"])
+                    decode_counts(message["data"])
                     received += 1
 
         gevent.spawn(read)
@@ -84,7 +83,9 @@ def publish(url: str, messages: int, rate: float) -> None:
     from widget.store import channel, connect
 
     client = connect(url, 5.0)
-    name, data = channel(SITE, ARTICLE), json.dumps(COUNTS)
+    # As the vote script publishes counts: HGETALL's reply joined by commas.
+    name = channel(SITE, ARTICLE)
+    data = ",".join(f"{reaction},{count}" for reaction, count in COUNTS.items())
     started = time.perf_counter()
     for number in range(messages):
         client.publish(name, data)
