@@ -131,6 +131,33 @@ def test_an_index_page_has_one_bar_per_article_and_one_request(page, live_server
     assert client.get("/api/v1/reactions?site=demo&article=slow-mornings").get_json()["total"] == 0
 
 
+def test_a_blog_on_another_origin_gets_its_counts_in_one_batch(browser, live_server, store):
+    """The counts of every bar on a site owner's page come from one cross-origin batch GET,
+    which the browser must be allowed to read: exactly one Access-Control-Allow-Origin."""
+    demo = store.get_site("demo")
+    store.set_reaction(demo, "first", store.reader_hash("demo", "reader-one-aaaaaaaaa"), "sad")
+    store.set_reaction(demo, "second", store.reader_hash("demo", "reader-two-aaaaaaaaa"), "happy")
+    html = (
+        "<title>Another origin</title>"
+        '<article><h1>First</h1><emoji-reactions data-article="first"></emoji-reactions></article>'
+        '<article><h1>Second</h1><emoji-reactions data-article="second"></emoji-reactions>'
+        f'</article><script src="{live_server.url}/embed.js" data-site="demo" data-live="off" '
+        "async></script>"
+    )
+    context = browser.new_context(user_agent=BROWSER_UA)
+    page = context.new_page()
+    batches = []
+    page.on("response", lambda r: "/reactions/batch" in r.url and batches.append(r))
+    with host_page(html) as url:
+        page.goto(url)
+        wait_for_percents(page, ["0 %", "100 %", "0 %", "0 %", "0 %", "0 %"], bar=0)
+        wait_for_percents(page, ["100 %", "0 %", "0 %", "0 %", "0 %", "0 %"], bar=1)
+    assert len(batches) == 1
+    sent = batches[0].headers_array()  # as sent: a repeated header is listed twice
+    assert [h["value"] for h in sent if h["name"].lower() == "access-control-allow-origin"] == ["*"]
+    context.close()
+
+
 def test_keyboard_and_screen_reader(page, live_server):
     page.goto(f"{live_server.url}/demo")
     wait_for_bar(page)
