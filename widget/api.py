@@ -102,12 +102,14 @@ def conditional_read(data: bytes, etag: str, any_origin_header: bool = True) -> 
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304)
     else:
-        response = Response(data, mimetype="application/json")
-    response.headers["ETag"] = quote_etag(etag)
+        response = Response(data, content_type="application/json")
+    # Appended: a new response has none of these, and setting a header first looks for it.
+    headers = response.headers
+    headers.add("ETag", quote_etag(etag))
     if any_origin_header:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Cache-Control"] = READ_CACHE_CONTROL
-    response.headers["CDN-Cache-Control"] = CDN_CACHE_CONTROL
+        headers.add("Access-Control-Allow-Origin", "*")
+    headers.add("Cache-Control", READ_CACHE_CONTROL)
+    headers.add("CDN-Cache-Control", CDN_CACHE_CONTROL)
     return response
 
 
@@ -206,8 +208,8 @@ def post_reaction():
         )
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)
-    response = Response(data, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
+    response = Response(data, content_type="application/json")
+    response.headers.add("Cache-Control", "no-store")  # a new response has none
     return response
 
 

