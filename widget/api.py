@@ -182,7 +182,7 @@ def post_reaction():
     origin = security.require_allowed_origin(req, site)
     # The exact origin on the answer, and on errors after this check too, so the allowed page
     # can read what went wrong. A hook of this request only: an after_request hook on `g`
-    # cost every read of the blueprint too, and 14,000 instructions a vote (valgrind).
+    # cost every read of the blueprint too, and 12,000 instructions a vote (valgrind).
     after_this_request(functools.partial(security.allow_write_origin, origin=origin))
     article = normalize_article(data.get("article"))
     reader = validate_reader(data.get("reader"))
