@@ -91,9 +91,8 @@ def _summary_template(reactions: tuple[Reaction, ...]) -> tuple[tuple[str, ...],
     return tuple(r.id for r in reactions), body
 
 
-def conditional_read(data: bytes, etag: str, any_origin_header: bool = True) -> Response:
-    """Public reads: any origin may read; the ETag makes a repeat read a cheap 304.
-    `any_origin_header=False` leaves `Access-Control-Allow-Origin: *` to flask-cors.
+def conditional_read(data: bytes, etag: str) -> Response:
+    """Public reads: the ETag makes a repeat read a cheap 304. Each route says who may read.
 
     Only If-None-Match is honoured. Werkzeug's make_conditional also serves byte ranges and
     dates, which no reader of a small JSON body needs, and it cost 13 µs of a counts read's
@@ -106,8 +105,6 @@ def conditional_read(data: bytes, etag: str, any_origin_header: bool = True) -> 
     # Appended: a new response has none of these, and setting a header first looks for it.
     headers = response.headers
     headers.add("ETag", quote_etag(etag))
-    if any_origin_header:
-        headers.add("Access-Control-Allow-Origin", "*")
     headers.add("Cache-Control", READ_CACHE_CONTROL)
     headers.add("CDN-Cache-Control", CDN_CACHE_CONTROL)
     return response
@@ -138,7 +135,11 @@ def get_reactions():
     site = known_site(request.args.get("site"))
     article = normalize_article(request.args.get("article"))
     (counts,) = live_counts(site.name, [article])
-    return conditional_read(*encoded_counts(site.name, article, site.reactions, counts))
+    response = conditional_read(*encoded_counts(site.name, article, site.reactions, counts))
+    # Any origin may read. Set here, not by flask-cors as for the batch: its decorator cost
+    # 190,000 instructions a read (valgrind), +35% on the most frequent request.
+    response.headers.add("Access-Control-Allow-Origin", "*")
+    return response
 
 
 @bp.get("/reactions/batch")
@@ -161,7 +162,7 @@ def get_reactions_batch():
         for asked, article, counts in zip(requested, articles, all_counts, strict=True)
     ]
     data = b'{"articles":{' + b",".join(members) + b"}}"
-    return conditional_read(data, generate_etag(data), any_origin_header=False)
+    return conditional_read(data, generate_etag(data))
 
 
 @bp.route("/reactions", methods=["OPTIONS"])

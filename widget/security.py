@@ -1,7 +1,8 @@
 """Who may write: the site's origin allowlist, the JSON-only rule, and the CORS headers.
 
 CORS for writes is decided per site from the body, which flask-cors' static origin lists
-cannot express, so the write path sets its headers here; reads use flask-cors with `*`.
+cannot express, so the write path sets its headers here. Reads answer `*`: the batch through
+flask-cors, the single-article GET by itself (api.get_reactions says why).
 """
 
 from __future__ import annotations
