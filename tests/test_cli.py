@@ -1,13 +1,20 @@
 """The `reactions` command: sites, and `serve` as an operator runs it."""
 
 import json
+import re
+import runpy
+import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from gunicorn import util
+from gunicorn.config import Config
+from gunicorn.http import wsgi
 
-from tests.conftest import Server
+from tests.conftest import BROWSER_UA, Server
 from widget.cli import GUNICORN_CONF, main
 from widget.embedded_redis import answers, socket_url
 
@@ -176,6 +183,11 @@ app = create_app({"REDIS_URL": "unix:///nothing-listens-here.sock"})
 loaded = len(gc.get_objects())
 hooks["post_worker_init"](None)
 print(loaded, gc.get_freeze_count(), len(gc.get_objects()))
+hooks["post_worker_init"](None)  # a second call must not wrap the class again
+
+from gunicorn.http import wsgi
+
+print(wsgi.Response.__name__, wsgi.Response.__mro__[1].__name__)
 """
 
 
@@ -184,6 +196,132 @@ def test_a_worker_keeps_the_loaded_app_out_of_the_collectors_full_passes():
         [sys.executable, "-c", FREEZE_CHECK, GUNICORN_CONF],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    loaded, frozen, still_scanned = map(int, result.stdout.split())
+    counts, response_class = result.stdout.splitlines()
+    loaded, frozen, still_scanned = map(int, counts.split())
     assert frozen >= loaded * 0.9
     assert still_scanned < loaded / 20
+    assert response_class == "OneWriteResponse Response"
+
+
+class RecordingSocket:
+    def __init__(self):
+        self.writes = []
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+
+
+def written(response_class, method, status, headers, chunks):
+    """What a gunicorn response writes to its socket, write by write."""
+    request = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
+    sock = RecordingSocket()
+    response = response_class(request, sock, Config())
+    response.start_response(status, headers)
+    for chunk in chunks:
+        response.write(chunk)
+    response.close()
+    return sock.writes
+
+
+ONE_WRITE_RESPONSE = runpy.run_path(GUNICORN_CONF)["one_write_response"](wsgi.Response)
+
+
+def test_an_answer_with_its_length_goes_out_in_one_write_with_its_head(monkeypatch):
+    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
+    answer = ("GET", "200 OK", [("Content-Type", "application/json"), ("Content-Length", "11")])
+    gunicorns = written(wsgi.Response, *answer, [b'{"a": true}'])
+    ours = written(ONE_WRITE_RESPONSE, *answer, [b'{"a": true}'])
+    assert len(gunicorns) == 2 and gunicorns[1] == b'{"a": true}'
+    assert ours == [b"".join(gunicorns)]
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "chunks"),
+    [
+        # a stream: chunked, written as it comes
+        (
+            "GET",
+            "200 OK",
+            [("Content-Type", "text/event-stream")],
+            [b"data: 1\n\n", b"data: 2\n\n"],
+        ),
+        ("HEAD", "200 OK", [("Content-Length", "11")], [b'{"a": true}']),  # no body on HEAD
+        ("GET", "304 Not Modified", [("ETag", '"x"')], []),
+        ("GET", "200 OK", [("Content-Length", "6")], [b"abc", b"def"]),  # a body in pieces
+        ("GET", "200 OK", [("Content-Length", "0")], []),
+    ],
+)
+def test_any_other_answer_is_written_as_gunicorn_writes_it(
+    monkeypatch, method, status, headers, chunks
+):
+    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
+    ours = written(ONE_WRITE_RESPONSE, method, status, headers, chunks)
+    assert ours == written(wsgi.Response, method, status, headers, chunks)
+
+
+class RawConnection:
+    """HTTP/1.1 over one socket and one buffer, so that a byte too many or too few in an
+    answer spoils the next one (http.client reads each answer with a new buffer)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.host = f"127.0.0.1:{port}"
+        self.buffer = b""
+
+    def ask(self, method, path, body=b"", **headers):
+        headers = {"Host": self.host, "User-Agent": BROWSER_UA, **headers}
+        if body:
+            headers["Content-Length"] = str(len(body))
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self.receive()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        assert re.fullmatch(r"HTTP/1\.1 \d{3} .*", status_line), status_line
+        status = int(status_line.split()[1])
+        fields = dict(line.split(": ", 1) for line in lines)
+        length = 0 if method == "HEAD" or status == 304 else int(fields["Content-Length"])
+        while len(self.buffer) < length:
+            self.receive()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, fields, body
+
+    def receive(self):
+        data = self.sock.recv(65536)
+        assert data, "the server closed the connection"
+        self.buffer += data
+
+    def rest(self):
+        """Whatever the server sends after its last answer, until it closes."""
+        while data := self.sock.recv(65536):
+            self.buffer += data
+        return self.buffer
+
+
+def test_serve_answers_one_after_another_on_a_kept_alive_connection(tmp_path):
+    """Each answer's head and body, in one write or not, end exactly where the next begins."""
+    server = Server(tmp_path / "data").start()
+    connection = RawConnection(server.port)
+    counts = "/api/v1/reactions?site=demo&article=kept"
+    vote = {"site": "demo", "article": "kept", "reader": "reader-kept-zzzzzzzzz", "reaction": "sad"}
+    try:
+        status, _, body = connection.ask(
+            "POST", "/api/v1/reactions", json.dumps(vote).encode(),
+            **{"Content-Type": "application/json", "Origin": server.url},
+        )  # fmt: skip
+        assert status == 200 and json.loads(body)["mine"] == "sad"
+        status, fields, body = connection.ask("GET", counts)
+        assert status == 200 and json.loads(body)["total"] == 1
+        revalidated = connection.ask("GET", counts, **{"If-None-Match": fields["ETag"]})
+        assert revalidated[::2] == (304, b"")
+        assert connection.ask("HEAD", counts)[::2] == (200, b"")
+        status, _, body = connection.ask("GET", "/embed.js")
+        assert status == 200 and b"emoji-reactions" in body
+        status, _, body = connection.ask("GET", counts, Connection="close")
+        assert status == 200 and json.loads(body)["total"] == 1
+        assert connection.rest() == b""
+    finally:
+        connection.sock.close()
+        code, output = server.stop()
+    assert code == 0, output

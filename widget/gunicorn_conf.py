@@ -29,9 +29,58 @@ YIELD_SECONDS = 0.0001
 def post_worker_init(worker) -> None:
     """The app is loaded: keep its 52,000 long-lived objects (modules, routes, clients) out of
     the garbage collector's full passes. One such pass stopped a loaded worker for 19 ms, and
-    every connection of a gevent worker with it; after the freeze it takes under 0.1 ms."""
+    every connection of a gevent worker with it; after the freeze it takes under 0.1 ms.
+
+    Answers go out in one write (see `one_write_response`)."""
+    from gunicorn.http import wsgi
+
+    if not getattr(wsgi.Response, "one_write", False):
+        wsgi.Response = one_write_response(wsgi.Response)
     gc.collect()
     gc.freeze()
+
+
+class _Head:
+    """Stands in for the socket while gunicorn formats a response's head."""
+
+    data = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def one_write_response(base: type) -> type:
+    """gunicorn's response class, sending a body that comes whole (a Content-Length and one
+    bytes chunk, as Flask sends any response made from bytes) in the same write as its head.
+
+    gunicorn writes the head, then the body: two TCP segments, and the client woken twice.
+    Measured under the vote load of bench/http: wrk's context switches per request fell from
+    1.67–1.85 to 0.95–1.0, the workers' from 2.5–2.7 to 1.7–1.95. Anything else (chunked,
+    HEAD, 304, a body in pieces) goes through gunicorn's own write, unchanged, and so does
+    the head itself: gunicorn formats it as always, into `_Head` instead of the socket."""
+
+    class OneWriteResponse(base):
+        one_write = True
+
+        def write(self, arg):
+            if (
+                self.headers_sent
+                or getattr(self, "_omits_body", True)
+                or type(arg) is not bytes
+                or self.response_length != len(arg)
+            ):
+                return super().write(arg)
+            sock, self.sock = self.sock, _Head()
+            try:
+                self.send_headers()
+                head = self.sock.data
+            finally:
+                self.sock = sock
+            self.sent += len(arg)
+            sock.sendall(head + arg)
+
+    OneWriteResponse.__qualname__ = OneWriteResponse.__name__
+    return OneWriteResponse
 
 
 def pre_request(worker, req) -> None:
