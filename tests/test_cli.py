@@ -259,6 +259,21 @@ def test_any_other_answer_is_written_as_gunicorn_writes_it(
     assert ours == written(wsgi.Response, method, status, headers, chunks)
 
 
+def test_a_subclass_that_frames_bodies_its_own_way_keeps_gunicorns_write(monkeypatch):
+    """As HTTP/2's response does: it subclasses gunicorn's and frames the body itself."""
+    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
+
+    def framed(response_class):
+        class Framed(response_class):
+            def _emit_body(self, data):
+                self.sock.sendall(b"<frame>" + data)
+
+        return Framed
+
+    answer = ("GET", "200 OK", [("Content-Length", "11")], [b'{"a": true}'])
+    assert written(framed(ONE_WRITE_RESPONSE), *answer) == written(framed(wsgi.Response), *answer)
+
+
 class RawConnection:
     """HTTP/1.1 over one socket and one buffer, so that a byte too many or too few in an
     answer spoils the next one (http.client reads each answer with a new buffer)."""

@@ -56,18 +56,21 @@ def one_write_response(base: type) -> type:
     gunicorn writes the head, then the body: two TCP segments, and the client woken twice.
     Measured under the vote load of bench/http: wrk's context switches per request fell from
     1.67–1.85 to 0.95–1.0, the workers' from 2.5–2.7 to 1.7–1.95, and the machine's CPU per
-    vote by 5% (medians of six loads). Anything else (chunked,
-    HEAD, 304, a body in pieces) goes through gunicorn's own write, unchanged, and so does
-    the head itself: gunicorn formats it as always, into `_Head` instead of the socket."""
+    vote by 5% (medians of six loads). Anything else goes through gunicorn's own write,
+    unchanged, and so does the head itself: gunicorn formats it as always, into `_Head`
+    instead of the socket."""
 
     class OneWriteResponse(base):
         one_write = True
 
         def write(self, arg):
             if (
-                self.headers_sent
+                type(self) is not OneWriteResponse  # a subclass frames bodies its own way
+                or self.headers_sent
+                # HEAD, 204, 304: no body (a gunicorn without this flag keeps its own write)
                 or getattr(self, "_omits_body", True)
                 or type(arg) is not bytes
+                # no Content-Length (chunked), or a body in pieces
                 or self.response_length != len(arg)
             ):
                 return super().write(arg)
