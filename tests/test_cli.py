@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner
@@ -131,6 +132,7 @@ def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, r
 HOOK_CHECK = """
 import logging, runpy, sys
 from types import SimpleNamespace
+from unittest import mock
 
 hooks = runpy.run_path(sys.argv[2])
 worker = SimpleNamespace(log=logging.getLogger("gunicorn.error"))
@@ -212,22 +214,23 @@ class RecordingSocket:
 
 
 def written(response_class, method, status, headers, chunks):
-    """What a gunicorn response writes to its socket, write by write."""
+    """What a gunicorn response writes to its socket, write by write (on a fixed date, so
+    that two calls compare)."""
     request = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
     sock = RecordingSocket()
-    response = response_class(request, sock, Config())
-    response.start_response(status, headers)
-    for chunk in chunks:
-        response.write(chunk)
-    response.close()
+    with mock.patch.object(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT"):
+        response = response_class(request, sock, Config())
+        response.start_response(status, headers)
+        for chunk in chunks:
+            response.write(chunk)
+        response.close()
     return sock.writes
 
 
 ONE_WRITE_RESPONSE = runpy.run_path(GUNICORN_CONF)["one_write_response"](wsgi.Response)
 
 
-def test_an_answer_with_its_length_goes_out_in_one_write_with_its_head(monkeypatch):
-    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
+def test_an_answer_with_its_length_goes_out_in_one_write_with_its_head():
     answer = ("GET", "200 OK", [("Content-Type", "application/json"), ("Content-Length", "11")])
     gunicorns = written(wsgi.Response, *answer, [b'{"a": true}'])
     ours = written(ONE_WRITE_RESPONSE, *answer, [b'{"a": true}'])
@@ -251,17 +254,13 @@ def test_an_answer_with_its_length_goes_out_in_one_write_with_its_head(monkeypat
         ("GET", "200 OK", [("Content-Length", "0")], []),
     ],
 )
-def test_any_other_answer_is_written_as_gunicorn_writes_it(
-    monkeypatch, method, status, headers, chunks
-):
-    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
+def test_any_other_answer_is_written_as_gunicorn_writes_it(method, status, headers, chunks):
     ours = written(ONE_WRITE_RESPONSE, method, status, headers, chunks)
     assert ours == written(wsgi.Response, method, status, headers, chunks)
 
 
-def test_a_subclass_that_frames_bodies_its_own_way_keeps_gunicorns_write(monkeypatch):
+def test_a_subclass_that_frames_bodies_its_own_way_keeps_gunicorns_write():
     """As HTTP/2's response does: it subclasses gunicorn's and frames the body itself."""
-    monkeypatch.setattr(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT")
 
     def framed(response_class):
         class Framed(response_class):
