@@ -187,9 +187,11 @@ hooks["post_worker_init"](None)
 print(loaded, gc.get_freeze_count(), len(gc.get_objects()))
 hooks["post_worker_init"](None)  # a second call must not wrap the class again
 
+from gunicorn import util
 from gunicorn.http import wsgi
 
 print(wsgi.Response.__name__, wsgi.Response.__mro__[1].__name__)
+print(util.http_date.__name__, util.http_date.__wrapped__.__module__)
 """
 
 
@@ -198,11 +200,29 @@ def test_a_worker_keeps_the_loaded_app_out_of_the_collectors_full_passes():
         [sys.executable, "-c", FREEZE_CHECK, GUNICORN_CONF],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    counts, response_class = result.stdout.splitlines()
+    counts, response_class, http_date = result.stdout.splitlines()
     loaded, frozen, still_scanned = map(int, counts.split())
     assert frozen >= loaded * 0.9
     assert still_scanned < loaded / 20
     assert response_class == "OneWriteResponse Response"
+    assert http_date == "cached gunicorn.util"  # wrapped once, around gunicorn's own
+
+
+def test_the_date_header_is_formatted_once_a_second(monkeypatch):
+    formatted = []
+
+    def http_date(timestamp=None):
+        formatted.append(timestamp)
+        return util.http_date(timestamp)
+
+    cached = runpy.run_path(GUNICORN_CONF)["once_a_second"](http_date)
+    clock = iter([1_800_000_000.01, 1_800_000_000.99, 1_800_000_001.5])
+    monkeypatch.setitem(cached.__globals__, "time", SimpleNamespace(time=lambda: next(clock)))
+    first, same_second, next_second = cached(), cached(), cached()
+    assert first == same_second == util.http_date(1_800_000_000.99)
+    assert next_second == util.http_date(1_800_000_001.5) != first
+    assert formatted == [1_800_000_000, 1_800_000_001]
+    assert cached(86400) == util.http_date(86400) == "Fri, 02 Jan 1970 00:00:00 GMT"
 
 
 class RecordingSocket:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 
 # Any timer will do: it expires on the event loop's next pass, after the loop polled for I/O.
 YIELD_SECONDS = 0.0001
@@ -31,11 +32,15 @@ def post_worker_init(worker) -> None:
     the garbage collector's full passes. One such pass stopped a loaded worker for 19 ms, and
     every connection of a gevent worker with it; after the freeze it takes under 0.1 ms.
 
-    Answers go out in one write (see `one_write_response`)."""
+    Answers go out in one write (see `one_write_response`), with a Date header formatted
+    once a second (see `once_a_second`)."""
+    from gunicorn import util
     from gunicorn.http import wsgi
 
     if not getattr(wsgi.Response, "one_write", False):
         wsgi.Response = one_write_response(wsgi.Response)
+    if not getattr(util.http_date, "once_a_second", False):
+        util.http_date = once_a_second(util.http_date)
     gc.collect()
     gc.freeze()
 
@@ -85,6 +90,26 @@ def one_write_response(base: type) -> type:
 
     OneWriteResponse.__qualname__ = OneWriteResponse.__name__
     return OneWriteResponse
+
+
+def once_a_second(http_date):
+    """gunicorn's Date header, formatted once a second instead of for every answer: the same
+    text all second, and formatting it took about 30,000 instructions (callgrind: 3% of a
+    GET /embed.js in the worker, 2% of a vote). The header shows whole seconds, so the text
+    is what gunicorn would have written."""
+    last = [-1, ""]
+
+    def cached(timestamp=None):
+        if timestamp is not None:
+            return http_date(timestamp)
+        second = int(time.time())
+        if second != last[0]:
+            last[:] = second, http_date(second)
+        return last[1]
+
+    cached.once_a_second = True
+    cached.__wrapped__ = http_date
+    return cached
 
 
 def pre_request(worker, req) -> None:
