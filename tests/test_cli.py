@@ -226,18 +226,24 @@ def test_the_date_header_is_formatted_once_a_second(monkeypatch):
 
 
 class RecordingSocket:
-    def __init__(self):
+    def __init__(self, takes=None):
         self.writes = []
+        self.takes = takes  # send() takes at most this many bytes, as a full buffer would
 
     def sendall(self, data):
         self.writes.append(bytes(data))
 
+    def send(self, data):
+        taken = bytes(data[: self.takes])
+        self.writes.append(taken)
+        return len(taken)
 
-def written(response_class, method, status, headers, chunks):
+
+def written(response_class, method, status, headers, chunks, sock=None):
     """What a gunicorn response writes to its socket, write by write (on a fixed date, so
     that two calls compare)."""
     request = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
-    sock = RecordingSocket()
+    sock = sock or RecordingSocket()
     with mock.patch.object(util, "http_date", lambda *when: "Fri, 27 Nov 2026 12:00:00 GMT"):
         response = response_class(request, sock, Config())
         response.start_response(status, headers)
@@ -256,6 +262,10 @@ def test_an_answer_with_its_length_goes_out_in_one_write_with_its_head():
     ours = written(ONE_WRITE_RESPONSE, *answer, [b'{"a": true}'])
     assert len(gunicorns) == 2 and gunicorns[1] == b'{"a": true}'
     assert ours == [b"".join(gunicorns)]
+    # A socket that takes only part of it (its buffer is full): the rest follows.
+    partly = written(ONE_WRITE_RESPONSE, *answer, [b'{"a": true}'], RecordingSocket(takes=40))
+    assert len(partly) == 2 and len(partly[0]) == 40
+    assert b"".join(partly) == b"".join(gunicorns)
 
 
 @pytest.mark.parametrize(
