@@ -120,7 +120,7 @@ def once_a_second(http_date):
 
 def pre_request(worker, req) -> None:
     worker.log.debug("%s %s", req.method, req.path)  # what gunicorn's default hook does
-    cooperative = _cooperative or find_cooperative()
+    cooperative = find_cooperative()
     if cooperative:
         req.reactions_loop_pass = getattr(cooperative[0], "iteration", None)
 
@@ -128,7 +128,7 @@ def pre_request(worker, req) -> None:
 def post_request(worker, req, environ, resp) -> None:
     """Let the other ready connections of this process run before this one's next request,
     unless the event loop already ran while this request waited."""
-    cooperative = _cooperative or find_cooperative()
+    cooperative = find_cooperative()
     if cooperative:
         loop, sleep = cooperative
         started = getattr(req, "reactions_loop_pass", None)
