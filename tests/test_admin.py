@@ -3,13 +3,25 @@
 import csv
 import io
 import json
+import random
 import re
+from collections import Counter, defaultdict
 
 import pytest
 
 from tests.conftest import admin_app
 from widget import create_app
-from widget.store import Site
+from widget.store import (
+    DAY_RETENTION_SECONDS,
+    FOLD_AT,
+    Site,
+    day_key,
+    day_total_key,
+    index_key,
+    pending_key,
+    stats_key,
+    utc_day,
+)
 
 PASSWORD = "correct horse battery"
 HOSTILE = [
@@ -251,6 +263,103 @@ def test_site_page_ranks_sorts_searches_and_pages(admin, store):
         "post-011", "post-110", "post-111", "post-112", "post-113", "post-114", "post-115",
         "post-116", "post-117", "post-118", "post-119",
     ]  # fmt: skip
+
+
+def test_the_statistics_take_votes_in_batches_and_are_exact_whenever_read(store, redis_client):
+    """Votes reach the indexes, totals and day buckets through the site's pending list, folded
+    by a vote when FOLD_AT wait and before every read: checked against a model of what each
+    vote adds, over changes, take-backs, a reset and midnight."""
+    site = store.get_site("demo")
+    reactions = [r.id for r in site.reactions]
+    articles = ["a", "b", "c", "with space|and bar", "e"]
+    rng = random.Random(7)
+    choices: dict[tuple[str, str], str] = {}
+    by_article, by_reaction = Counter(), defaultdict(Counter)
+    days, day_totals = defaultdict(Counter), defaultdict(Counter)
+    total, last = 0, None
+    midnight = 1_790_035_200  # a UTC midnight
+    seen_pending = set()
+
+    def check_stats():
+        (stats,) = store.site_stats([site])
+        assert (stats.total, stats.last, stats.articles) == (total, last, len(by_article))
+
+    def check_top():
+        top = store.top_articles("demo", None, 0, 10)
+        assert {a.article: a.total for a in top} == dict(by_article)
+        for reaction in reactions:
+            ranked = redis_client.zrange(index_key("demo", reaction), 0, -1, withscores=True)
+            assert {a: int(n) for a, n in ranked} == dict(by_reaction[reaction])
+
+    def check_site_days():
+        day_names = sorted(days)
+        assert store.site_timeline("demo", day_names) == [dict(day_totals[d]) for d in day_names]
+
+    def check_article_days():
+        day_names = sorted(days)
+        for article in articles:
+            assert store.article_timeline("demo", article, reactions, day_names) == [
+                {r: n for (a, r), n in days[d].items() if a == article and n} for d in day_names
+            ]
+
+    checks = [check_top, check_site_days, check_article_days, check_stats]
+
+    def check_reads(first):
+        """Every read folds for itself: each checkpoint starts with another one."""
+        for check in [checks[first], *checks]:
+            check()
+
+    for step in range(450):
+        now = midnight - 300 + step  # the first 300 votes the day before
+        article, reader = rng.choice(articles), f"reader-{rng.randrange(12)}"
+        wanted = rng.choice([*reactions, None])
+        if step == 250:  # an admin's reset, with votes on the article pending
+            pending = redis_client.lrange(pending_key("demo"), 0, -1)
+            article = pending[-1].split(" ", 4)[4]  # `day time previous wanted article`
+            total -= sum(1 for (a, _), c in choices.items() if a == article and c)
+            choices = {k: c for k, c in choices.items() if k[0] != article}
+            store.reset_article(site, article)
+            by_article[article] = 0
+            for counter in by_reaction.values():
+                counter.pop(article, None)
+            continue
+        previous = choices.get((article, reader))
+        store.set_reaction(site, article, reader, wanted, now=now)
+        if previous != wanted:
+            choices[(article, reader)] = wanted
+            delta = (wanted is not None) - (previous is not None)
+            by_article[article] += delta
+            total += delta
+            last = float(now)
+            if previous:
+                by_reaction[previous][article] -= 1
+            if wanted:
+                by_reaction[wanted][article] += 1
+                days[utc_day(now)][(article, wanted)] += 1
+                day_totals[utc_day(now)][wanted] += 1
+        waiting = redis_client.llen(pending_key("demo"))
+        assert waiting < FOLD_AT  # the vote that made it FOLD_AT folded them
+        seen_pending.add(waiting)
+        if step in (120, 299, 333):
+            check_reads((120, 299, 333).index(step))
+            assert redis_client.llen(pending_key("demo")) == 0
+    assert seen_pending >= {0, 1, FOLD_AT - 1}  # votes did wait, and votes folded
+    check_reads(3)
+    for day in days:
+        for key in (day_key("demo", day), day_total_key("demo", day)):
+            assert DAY_RETENTION_SECONDS - 60 < redis_client.ttl(key) <= DAY_RETENTION_SECONDS
+    assert redis_client.hget(stats_key("demo"), "total") == str(total)
+
+
+def test_a_foreign_line_in_the_pending_list_is_skipped(store, redis_client):
+    """Anyone with access to Redis may push onto the list: the fold skips what the vote script
+    did not write, and the votes around it still count."""
+    vote(store, "a", "r1", "happy")
+    redis_client.rpush(pending_key("demo"), "garbage", "")
+    vote(store, "a", "r2", "sad")
+    (stats,) = store.site_stats([store.get_site("demo")])
+    assert (stats.total, stats.articles) == (2, 1)
+    assert redis_client.llen(pending_key("demo")) == 0
 
 
 def test_the_timeline_draws_todays_reactions(admin, store):
