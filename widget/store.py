@@ -347,9 +347,8 @@ class Site:
 
     @functools.cached_property
     def vote_keys(self) -> tuple[str, ...]:
-        """(index, meta, pending, stats, and the prefixes of the per-reaction index, day and
-        day total keys): the vote script's keys and arguments that depend on the site only,
-        built once per record."""
+        """(index, meta, and `fold_arguments`): the vote script's keys and arguments that
+        depend on the site only, built once per record."""
         return (index_key(self.name), meta_key(self.name), *fold_arguments(self.name))
 
     def to_json(self) -> str:
@@ -846,7 +845,8 @@ class Store:
         self._changed(name, article, None)
         return change
 
-    # Statistics for the admin pages: pipelines and indexes, never a loop of round trips ----
+    # Statistics for the admin pages: folds, pipelines and indexes, never a round trip per
+    # article ------------------------------------------------------------------------------
 
     def fold(self, site: str) -> None:
         """Apply the site's pending votes to its statistics (see FOLD_LUA), before reading
