@@ -315,7 +315,7 @@ def test_the_statistics_take_votes_in_batches_and_are_exact_whenever_read(store,
         wanted = rng.choice([*reactions, None])
         if step == 250:  # an admin's reset, with votes on the article pending
             pending = redis_client.lrange(pending_key("demo"), 0, -1)
-            article = pending[-1].split(" ", 4)[4]  # `day time previous wanted article`
+            article = pending[-1].split(" ", 4)[4]  # `time day previous wanted article`
             total -= sum(1 for (a, _), c in choices.items() if a == article and c)
             choices = {k: c for k, c in choices.items() if k[0] != article}
             store.reset_article(site, article)
