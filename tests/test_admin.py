@@ -287,6 +287,8 @@ def test_the_statistics_take_votes_in_batches_and_are_exact_whenever_read(store,
     def check_top():
         top = store.top_articles("demo", None, 0, 10)
         assert {a.article: a.total for a in top} == dict(by_article)
+        ranked = redis_client.zrange(index_key("demo"), 0, -1, withscores=True)
+        assert {a: int(n) for a, n in ranked} == dict(by_article)
         for reaction in reactions:
             ranked = redis_client.zrange(index_key("demo", reaction), 0, -1, withscores=True)
             assert {a: int(n) for a, n in ranked} == dict(by_reaction[reaction])
