@@ -436,7 +436,7 @@ def vote_arguments(
     """KEYS and ARGV of the vote script, in the order the script reads them."""
     day = utc_day(now)
     name = site.name
-    index, meta, pending, stats, index_prefix, day_prefix, total_prefix, _ = site.vote_keys
+    index, meta, pending, stats, index_prefix, day_prefix, total_prefix, retention = site.vote_keys
     keys = [
         counts_key(name, article),
         readers_key(name, article),
@@ -456,7 +456,7 @@ def vote_arguments(
         f"{int(now):010d}",  # fixed width for the pending line (see FOLD_LUA)
         url,
         title,
-        DAY_RETENTION_SECONDS,
+        retention,
         limits.per_client_minute,
         limits.per_site_second,
         limits.new_articles_hour,
