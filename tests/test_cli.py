@@ -1,6 +1,7 @@
 """The `reactions` command: sites, and `serve` as an operator runs it."""
 
 import json
+import os
 import re
 import runpy
 import socket
@@ -17,7 +18,7 @@ from gunicorn.http import wsgi
 
 from tests.conftest import BROWSER_UA, Server
 from widget.cli import GUNICORN_CONF, main
-from widget.embedded_redis import answers, socket_url
+from widget.embedded_redis import EmbeddedRedis, answers, socket_url
 
 
 @pytest.fixture
@@ -88,9 +89,67 @@ def test_sites_add_without_a_server_uses_the_embedded_redis(tmp_path):
     assert "blog\thttps://b.org" in listed.output
 
 
-def test_invalid_config_names_the_variable(tmp_path):
-    result = CliRunner(env={"REACTIONS_APPENDFSYNC": "sometimes"}).invoke(main, ["sites", "list"])
-    assert result.exit_code == 1 and "REACTIONS_APPENDFSYNC" in result.output
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("REACTIONS_APPENDFSYNC", "sometimes"), ("REACTIONS_REDIS_PRIORITY", "highest")],
+)
+def test_invalid_config_names_the_variable(tmp_path, name, value):
+    result = CliRunner(env={name: value}).invoke(main, ["sites", "list"])
+    assert result.exit_code == 1 and name in result.output
+
+
+def real_time_allowed() -> bool:
+    """Whether this process may put another at real-time priority (root, CAP_SYS_NICE)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        os.sched_setscheduler(child.pid, os.SCHED_FIFO, os.sched_param(1))
+        return True
+    except PermissionError:
+        return False
+    finally:
+        child.kill()
+        child.wait()
+
+
+def threads_policies(pid: int) -> dict[int, int]:
+    return {int(t): os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_FIFO"), reason="scheduling policies are Linux's")
+def test_the_embedded_redis_runs_commands_at_real_time_priority_where_allowed(tmp_path):
+    """Only its main thread, which runs every command; its background threads stay normal,
+    and so does the fork that rewrites the append-only file (reset on fork). Where the
+    system refuses, Redis runs at normal priority and the note says why."""
+    with EmbeddedRedis(str(tmp_path), priority="realtime") as server:
+        pid = server.process.pid
+        policies = threads_policies(pid)
+        assert answers(server.url)
+        if real_time_allowed():
+            assert server.priority_note == "real-time priority (SCHED_FIFO 1)"
+            assert policies.pop(pid) == os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+            assert os.sched_getparam(pid).sched_priority == 1
+        else:
+            assert server.priority_note.startswith("normal priority (real-time not permitted")
+            assert policies.pop(pid) == os.SCHED_OTHER
+        assert policies and set(policies.values()) == {os.SCHED_OTHER}
+
+    with EmbeddedRedis(str(tmp_path / "normal")) as server:
+        assert server.priority_note == "normal priority"
+        assert set(threads_policies(server.process.pid).values()) == {os.SCHED_OTHER}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_FIFO"), reason="scheduling policies are Linux's")
+def test_a_refused_real_time_priority_leaves_the_embedded_redis_running_normally(tmp_path):
+    refused = PermissionError(1, "Operation not permitted")
+    with (
+        mock.patch("widget.embedded_redis.os.sched_setscheduler", side_effect=refused),
+        EmbeddedRedis(str(tmp_path), priority="realtime") as server,
+    ):
+        assert answers(server.url)
+        assert server.priority_note == (
+            "normal priority (real-time not permitted: Operation not permitted)"
+        )
+        assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
 
 
 def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
@@ -104,6 +163,7 @@ def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
         code, output = server.stop()
     assert code == 0, output
     assert "Demo page: http://127.0.0.1:" in output
+    assert re.search(r"Embedded Redis: data in \S+, (real-time|normal) priority", output)
     assert "Embedded Redis stopped." in output
     assert not answers(socket_url(str(tmp_path / "data")))
     assert (tmp_path / "data" / "appendonly.aof").stat().st_size > 0

@@ -57,7 +57,8 @@ def main() -> None:
     """reactions: a self-hosted emoji-reaction bar counted in Redis.
 
     Settings come from the environment: REDIS_URL (unset: an embedded Redis in
-    REACTIONS_DATA_DIR, default ./var), REACTIONS_SECRET_KEY, REACTIONS_APPENDFSYNC.
+    REACTIONS_DATA_DIR, default ./var), REACTIONS_SECRET_KEY, REACTIONS_APPENDFSYNC,
+    REACTIONS_REDIS_PRIORITY.
     """
 
 
@@ -92,13 +93,17 @@ def serve(
     env = dict(os.environ)
     embedded = None
     if not conf["REDIS_URL"]:
-        embedded = EmbeddedRedis(conf["REACTIONS_DATA_DIR"], conf["REACTIONS_APPENDFSYNC"])
+        embedded = EmbeddedRedis(
+            conf["REACTIONS_DATA_DIR"],
+            conf["REACTIONS_APPENDFSYNC"],
+            priority=conf["REACTIONS_REDIS_PRIORITY"],
+        )
         try:
             embedded.start()
         except EmbeddedRedisError as error:
             raise click.ClickException(str(error)) from None
         env["REDIS_URL"] = embedded.url
-        click.echo(f"Embedded Redis: data in {embedded.data_dir}")
+        click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
 
     args = [
         sys.executable, "-m", "gunicorn",

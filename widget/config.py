@@ -15,6 +15,7 @@ DEFAULTS = {
     "REACTIONS_DATA_DIR": "var",
     "REACTIONS_SECRET_KEY": "",
     "REACTIONS_APPENDFSYNC": "everysec",
+    "REACTIONS_REDIS_PRIORITY": "realtime",
     "REACTIONS_REDIS_TIMEOUT": 0.5,
     "REACTIONS_MAX_BODY_BYTES": 4096,
     "REACTIONS_RETRY_AFTER": 5,
@@ -27,6 +28,7 @@ DEFAULTS = {
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
+REDIS_PRIORITY_CHOICES = ("realtime", "normal")
 REDIS_SCHEMES = (
     "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
     "rediss+sentinel",
@@ -66,6 +68,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
         raise ConfigError(
             f"REACTIONS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_CHOICES)}, "
             f"got {settings['REACTIONS_APPENDFSYNC']!r}"
+        )
+    if settings["REACTIONS_REDIS_PRIORITY"] not in REDIS_PRIORITY_CHOICES:
+        raise ConfigError(
+            f"REACTIONS_REDIS_PRIORITY must be one of {', '.join(REDIS_PRIORITY_CHOICES)}, "
+            f"got {settings['REACTIONS_REDIS_PRIORITY']!r}"
         )
     settings["REACTIONS_REDIS_TIMEOUT"] = _number(
         "REACTIONS_REDIS_TIMEOUT", settings["REACTIONS_REDIS_TIMEOUT"], float, 0.05, 30

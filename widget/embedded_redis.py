@@ -15,6 +15,8 @@ from pathlib import Path
 import redis
 
 SOCKET_NAME = "redis.sock"
+# The lowest real-time priority: above every normal task, below any other real-time one.
+REALTIME_PRIORITY = 1
 # sun_path is 108 bytes on Linux, 104 on macOS.
 MAX_SOCKET_PATH = 100
 
@@ -47,17 +49,53 @@ def answers(url: str) -> bool:
         return False
 
 
+def realtime_priority(pid: int) -> str:
+    """Put Redis's main thread, the one that runs every command, at real-time priority
+    (SCHED_FIFO) when the system allows it (root, or CAP_SYS_NICE); says what it got.
+
+    Why: the workers, Redis and everything else on the machine share its cores, and the
+    vote's tail latency depends on how soon Redis gets one when a command arrives. Loads of
+    votes at 32 connections on 2 cores, alternated with Redis at normal priority: p99 median
+    41.4 against 59.2 ms (ten pairs), 41.9 against 54.6 (eight), at the same throughput.
+
+    Redis waits in epoll when idle, and Linux still leaves other tasks 5% of every second.
+    Only the main thread: Redis's background threads (fsync, lazy free) started before and
+    stay at normal priority. The fork that rewrites the append-only file starts at normal
+    priority too (SCHED_RESET_ON_FORK), so it cannot take a core from the workers."""
+    try:
+        os.sched_setscheduler(
+            pid,
+            os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
+            os.sched_param(REALTIME_PRIORITY),
+        )
+    except AttributeError:  # not Linux
+        return "normal priority (real-time priority needs Linux)"
+    except OSError as error:
+        return f"normal priority (real-time not permitted: {error.strerror})"
+    return f"real-time priority (SCHED_FIFO {REALTIME_PRIORITY})"
+
+
 class EmbeddedRedis:
     """A real redis-server persisting to `data_dir` with AOF, reached by a unix socket.
 
     The socket is private to the user (0700); nothing listens on TCP.
     """
 
-    def __init__(self, data_dir: str, appendfsync: str = "everysec", persistent: bool = True):
+    def __init__(
+        self,
+        data_dir: str,
+        appendfsync: str = "everysec",
+        persistent: bool = True,
+        priority: str = "normal",
+    ):
         self.data_dir = os.path.abspath(data_dir)
         self.appendfsync = appendfsync
         # persistent=False is for benchmarks that load millions of throwaway keys.
         self.persistent = persistent
+        # "realtime": see `realtime_priority`; "normal" leaves the scheduler's defaults.
+        self.priority = priority
+        # What priority Redis got, in words, once started.
+        self.priority_note = "normal priority"
         self.process: subprocess.Popen | None = None
 
     @property
@@ -108,6 +146,8 @@ class EmbeddedRedis:
                 self.stop()
                 raise EmbeddedRedisError(f"redis-server did not answer within {timeout} s")
             time.sleep(0.02)
+        if self.priority == "realtime":
+            self.priority_note = realtime_priority(self.process.pid)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -1,8 +1,10 @@
 """HTTP throughput and latency of the product against a thin reference, in one run.
 
     .venv/bin/python bench/http [--seconds 5] [--rounds 5] [--connections 32]
+                                [--redis-priority realtime|normal]
 
-Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, as in production), then two
+Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, and real-time priority where
+the system allows it, as `reactions serve` starts it), then two
 gunicorn servers with the settings of `reactions serve` (2 gevent workers,
 widget/gunicorn_conf.py): the thin reference (bench/http/thin_app.py: POST = one HINCRBY +
 HGETALL pipeline, GET = one HGETALL) and the product. Each round runs every load with wrk for
@@ -103,12 +105,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
+    parser.add_argument(
+        "--redis-priority",
+        choices=("realtime", "normal"),
+        default="realtime",
+        help="the embedded Redis's, as REACTIONS_REDIS_PRIORITY sets it for `reactions serve`",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every round's figures here")
     options = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/http needs wrk: apt-get install wrk")
 
-    with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data) as redis_server:
+    with (
+        tempfile.TemporaryDirectory() as data,
+        EmbeddedRedis(data, priority=options.redis_priority) as redis_server,
+    ):
+        options.redis_note = redis_server.priority_note
         thin_port, product_port = free_port(), free_port()
         env = {
             "REDIS_URL": redis_server.url,
@@ -198,7 +210,8 @@ def mean_run(first: dict, second: dict) -> dict:
 def report(rounds: list[dict[str, dict]], options) -> None:
     print(
         f"{options.connections} connections, {options.rounds} rounds of {options.seconds} s "
-        f"per load, 2 {options.worker_class} workers; medians over the rounds\n"
+        f"per load, 2 {options.worker_class} workers, Redis at {options.redis_note}; "
+        "medians over the rounds\n"
     )
     print(f"{'endpoint':34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'÷ thin':>7}")
     for name in rounds[0]:
