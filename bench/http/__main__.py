@@ -3,15 +3,15 @@
     .venv/bin/python bench/http [--seconds 5] [--rounds 5] [--connections 32]
                                 [--redis-priority realtime|normal]
 
-Needs wrk (apt-get install wrk). Starts one embedded Redis (AOF, and real-time priority where
-the system allows it, as `reactions serve` starts it), then two
-gunicorn servers with the settings of `reactions serve` (2 gevent workers,
-widget/gunicorn_conf.py): the thin reference (bench/http/thin_app.py: POST = one HINCRBY +
-HGETALL pipeline, GET = one HGETALL) and the product. Each round runs every load with wrk for
-a fixed time (bounded): the thin POST right before and right after the vote, the thin GET
-right before and right after the counts GETs, so slow spells of a shared machine hit both
-sides of a ratio. It prints the median over the rounds of requests/s, p50 and p99 latency,
-and of the product ÷ thin ratio taken within each round.
+Needs wrk (apt-get install wrk). Starts one embedded Redis as `reactions serve` starts it (AOF,
+real-time priority where the system allows it), then two gunicorn servers with the settings
+of `reactions serve` (2 gevent workers, widget/gunicorn_conf.py): the thin reference
+(bench/http/thin_app.py: POST = one HINCRBY + HGETALL pipeline, GET = one HGETALL) and the
+product. Each round runs every load with wrk for a fixed time (bounded): the thin POST right
+before and right after the vote, the thin GET right before and right after the counts GETs,
+so slow spells of a shared machine hit both sides of a ratio. It prints the median over the
+rounds of requests/s, p50 and p99 latency, and of the product ÷ thin ratio taken within each
+round.
 """
 
 from __future__ import annotations
