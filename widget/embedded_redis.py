@@ -56,7 +56,8 @@ def realtime_priority(pid: int) -> str:
     Why: the workers, Redis and everything else on the machine share its cores, and the
     vote's tail latency depends on how soon Redis gets one when a command arrives. Loads of
     votes at 32 connections on 2 cores, alternated with Redis at normal priority: p99 median
-    41.4 against 59.2 ms (ten pairs), 41.9 against 54.6 (eight), at the same throughput.
+    41.4 against 59.2 ms (ten pairs), 41.9 against 54.6 (eight); votes/s medians 1,687
+    against 1,637 and 1,630 against 1,815, no steady change.
 
     Redis waits in epoll when idle, and Linux still leaves other tasks 5% of every second.
     Only the main thread: Redis's background threads (fsync, lazy free) started before and
