@@ -857,7 +857,7 @@ class Store:
         """Apply the site's pending votes to its statistics (see FOLD_LUA), before reading
         them. Its own round trip: redis-py's cluster pipelines refuse scripts."""
         pending, stats, *args = fold_arguments(site)
-        self._fold(keys=[pending, index_key(site), stats], args=args)
+        self._run(self._fold, [pending, index_key(site), stats], args)
 
     def site_stats(self, sites: list[Site]) -> list[SiteStats]:
         for site in sites:
