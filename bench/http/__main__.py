@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from widget.cli import GUNICORN_CONF as CONF  # noqa: E402
+from widget.config import DEFAULTS, REDIS_PRIORITY_CHOICES  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
@@ -107,8 +108,8 @@ def main() -> None:
     parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent")
     parser.add_argument(
         "--redis-priority",
-        choices=("realtime", "normal"),
-        default="realtime",
+        choices=REDIS_PRIORITY_CHOICES,
+        default=DEFAULTS["REACTIONS_REDIS_PRIORITY"],
         help="the embedded Redis's, as REACTIONS_REDIS_PRIORITY sets it for `reactions serve`",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every round's figures here")
