@@ -97,7 +97,10 @@ def test_the_encoded_summary_is_byte_for_byte_the_summary_encoded():
     [
         ("my-post", "my-post"),
         ("  my-post ", "my-post"),
-        ("https://Blog.Example.com/2026/post?utm_source=x#comments", "https://blog.example.com/2026/post"),
+        ("https://Blog.Example.com/2026/post#comments", "https://blog.example.com/2026/post"),
+        # WordPress's plain permalinks: the query is the post.
+        ("https://blog.example.com/?p=123#respond", "https://blog.example.com/?p=123"),
+        ("https://blog.example.com/?p=123", "https://blog.example.com/?p=123"),
         ("HTTP://example.com", "http://example.com/"),
         ("/2026/11/post/", "/2026/11/post/"),
     ],

@@ -26,7 +26,7 @@ WXR = """<?xml version="1.0" encoding="UTF-8" ?>
   </item>
   <item>
     <title>Second post</title>
-    <link>https://blog.example.com/2024/02/second/?utm_source=feed</link>
+    <link>https://blog.example.com/2024/02/second/</link>
     <wp:postmeta><wp:meta_key>twp_be_react_3</wp:meta_key><wp:meta_value>4</wp:meta_value></wp:postmeta>
     <wp:postmeta><wp:meta_key>twp_be_react_5</wp:meta_key><wp:meta_value>oops</wp:meta_value></wp:postmeta>
   </item>

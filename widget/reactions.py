@@ -123,10 +123,12 @@ def validate_site(value: object) -> str:
 
 
 def normalize_article(value: object) -> str:
-    """The stored article id: trimmed; a URL loses its query and fragment.
+    """The stored article id: trimmed; a URL loses its fragment.
 
-    Scheme and host of a URL are lowercased so that `HTTPS://Blog.example/post` and
-    `https://blog.example/post` count as one article.
+    The query stays: on WordPress's default "plain" permalinks (`https://site/?p=123`) it is
+    the post's identity. The widget drops the query itself when it falls back to the address
+    bar, where it is more often a tracking tag. Scheme and host of a URL are lowercased so
+    that `HTTPS://Blog.example/post` and `https://blog.example/post` count as one article.
     """
     article = _require_text("article", value, MAX_URL_LENGTH).strip()
     if not article:
@@ -137,7 +139,7 @@ def normalize_article(value: object) -> str:
         except ValueError as error:
             raise InvalidField(f"'article' is not a valid URL: {error}") from None
         path = parts.path or "/"
-        article = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+        article = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
     if len(article) > MAX_ARTICLE_LENGTH:
         raise InvalidField(f"'article' is longer than {MAX_ARTICLE_LENGTH} characters")
     return article
