@@ -118,28 +118,23 @@ class WordpressExport:
     # Published posts and pages (and chosen types), with or without counts.
     published: int = 0
     password_protected: int = 0
-    # Reason (a post type or status) → number of items, and → reactions those items carried.
-    skipped: Counter[str] = field(default_factory=Counter)
-    skipped_reactions: Counter[str] = field(default_factory=Counter)
+    # ("type" or "status", name) → number of items skipped for it, and their reactions.
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    skipped_reactions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def skipped_summary(self) -> list[str]:
-        """Each reason as "2 drafts (5 reactions)", most frequent first."""
+        """Each reason as "2 drafts (5 reactions: …)", most frequent first."""
         parts = []
-        for reason, number in self.skipped.most_common():
-            one, many = (
-                SKIPPED_STATUSES.get(reason)
-                or WORDPRESS_TYPES.get(reason)
-                or (
-                    f"item of type '{reason}'",
-                    f"items of type '{reason}'",
-                )
-            )
-            part = f"{number} {one if number == 1 else many}"
-            lost = self.skipped_reactions[reason]
+        for (kind, name), number in self.skipped.most_common():
+            if kind == "type":
+                label = WORDPRESS_TYPES.get(name, (f"item of type '{name}'",) * 2)
+                hint = None if name in WORDPRESS_TYPES else f"--post-type {name} imports them"
+            else:
+                label = SKIPPED_STATUSES.get(name, (f"post with status '{name}'",) * 2)
+                hint = SKIPPED_HINTS.get(name)
+            part = f"{number} {label[0] if number == 1 else label[1]}"
+            lost = self.skipped_reactions[kind, name]
             if lost:
-                hint = SKIPPED_HINTS.get(reason)
-                if hint is None and reason not in WORDPRESS_TYPES | SKIPPED_STATUSES:
-                    hint = f"--post-type {reason} imports them"
                 part += f" ({lost} reactions" + (f": {hint})" if hint else ")")
             parts.append(part)
         return parts
@@ -166,14 +161,13 @@ def read_export(
     by_article: dict[str, list[ImportedPost]] = {}
     for item in channel.iter("item"):
         post = _read_item(item, namespace)
-        post_type = post.post_type
-        status = (item.findtext(f"{namespace}status") or "").strip()
+        status = (item.findtext(f"{namespace}status") or "").strip() or "(none)"
         reason = None
-        if post_type not in wanted_types:
-            reason = post_type
+        if post.post_type not in wanted_types:
+            reason = ("type", post.post_type or "(none)")
         elif status != "publish" and not (status == "private" and include_private):
-            reason = status
-        if reason:
+            reason = ("status", status)
+        if reason is not None:
             export.skipped[reason] += 1
             export.skipped_reactions[reason] += post.total
             continue
@@ -183,8 +177,8 @@ def read_export(
         if not post.article:
             if post.counts:
                 raise NotWordpressExport(
-                    f"{post.describe()} has reactions but no address (<link>) in the export, "
-                    "so there is no article to give them to"
+                    f"{post.describe()} has reactions but no usable address (<link>) in the "
+                    "export, so there is no article to give them to"
                 )
             continue
         by_article.setdefault(post.article, []).append(post)
