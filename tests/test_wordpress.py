@@ -1,112 +1,281 @@
-"""`reactions import wordpress`: Booster Extension counts from a WXR file."""
+"""`reactions import wordpress`: a site owner brings Booster Extension counts over from
+WordPress, with exports as WordPress (wp-admin → Tools → Export) and WordPress.com write them.
+
+The fixtures under tests/wordpress/ follow wp-admin/includes/export.php of WordPress 6.7
+(WXR 1.2), 3.1 (1.1) and 3.0 (1.0), and WordPress.com's variant (https namespaces).
+"""
+
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from widget.cli import main
 
-WXR = """<?xml version="1.0" encoding="UTF-8" ?>
-<rss version="2.0"
-  xmlns:content="http://purl.org/rss/1.0/modules/content/"
-  xmlns:dc="http://purl.org/dc/elements/1.1/"
-  xmlns:wp="http://wordpress.org/export/1.2/">
-<channel>
-  <title>My Blog</title>
-  <link>https://blog.example.com</link>
-  <wp:wxr_version>1.2</wp:wxr_version>
-  <item>
-    <title>First &amp; best post</title>
-    <link>https://blog.example.com/2024/01/first-post/</link>
-    <wp:post_type><![CDATA[post]]></wp:post_type>
-    <wp:postmeta><wp:meta_key><![CDATA[_edit_last]]></wp:meta_key><wp:meta_value><![CDATA[1]]></wp:meta_value></wp:postmeta>
-    <wp:postmeta><wp:meta_key><![CDATA[twp_be_react_1]]></wp:meta_key><wp:meta_value><![CDATA[5]]></wp:meta_value></wp:postmeta>
-    <wp:postmeta><wp:meta_key><![CDATA[twp_be_react_2]]></wp:meta_key><wp:meta_value><![CDATA[1]]></wp:meta_value></wp:postmeta>
-    <wp:postmeta><wp:meta_key><![CDATA[twp_be_react_4]]></wp:meta_key><wp:meta_value><![CDATA[2]]></wp:meta_value></wp:postmeta>
-    <wp:postmeta><wp:meta_key><![CDATA[twp_be_react_6]]></wp:meta_key><wp:meta_value><![CDATA[3]]></wp:meta_value></wp:postmeta>
-  </item>
-  <item>
-    <title>Second post</title>
-    <link>https://blog.example.com/2024/02/second/</link>
-    <wp:postmeta><wp:meta_key>twp_be_react_3</wp:meta_key><wp:meta_value>4</wp:meta_value></wp:postmeta>
-    <wp:postmeta><wp:meta_key>twp_be_react_5</wp:meta_key><wp:meta_value>oops</wp:meta_value></wp:postmeta>
-  </item>
-  <item>
-    <title>A page without reactions</title>
-    <link>https://blog.example.com/about/</link>
-  </item>
-</channel>
-</rss>
-"""
-FIRST = "https://blog.example.com/2024/01/first-post/"
-SECOND = "https://blog.example.com/2024/02/second/"
-
-
-@pytest.fixture
-def export(tmp_path):
-    path = tmp_path / "export.xml"
-    path.write_text(WXR)
-    return str(path)
+EXPORTS = Path(__file__).parent / "wordpress"
+FIELD_NOTES = EXPORTS / "fieldnotes.WordPress.2026-05-30.xml"
+FIELD_NOTES_LATER = EXPORTS / "fieldnotes.WordPress.2026-06-10.xml"
+BLOG = "https://blog.example.com"
+# What the readers of the self-hosted blog see after the import: every published post and
+# page that has reactions, on its permalink.
+FIELD_NOTES_COUNTS = {
+    f"{BLOG}/2026/03/spring-walk/": {"happy": 41, "sad": 2, "excited": 17, "sleepy": 3},
+    f"{BLOG}/2026/03/herons-of-the-bay/": {"happy": 12, "excited": 9, "surprise": 4},
+    f"{BLOG}/2026/03/sourdough-in-a-cold-kitchen/": {"happy": 7, "sad": 1, "angry": 1},
+    f"{BLOG}/2026/04/rain-again/": {"sad": 11, "angry": 3, "sleepy": 8},
+    f"{BLOG}/2026/04/tom-jerry-and-the-cat-flap/": {"happy": 5, "surprise": 6},
+    f"{BLOG}/2026/04/a-list-of-small-things/": {"excited": 2},
+    f"{BLOG}/2026/05/the-long-way-round/": {"happy": 19, "excited": 4},
+    f"{BLOG}/2026/05/bread-and-butter/": {"happy": 3},
+    f"{BLOG}/2026/05/family-pictures/": {"happy": 9, "angry": 1},  # password-protected
+    f"{BLOG}/about/": {"happy": 8, "excited": 2},
+    f"{BLOG}/about/walks-map/": {"excited": 5},
+}
+# Addresses of what the export holds but the site does not show as a published article.
+FIELD_NOTES_SKIPPED = [
+    f"{BLOG}/?p=48",  # a draft, linked by id until it is published
+    f"{BLOG}/?p=54",  # scheduled
+    f"{BLOG}/2026/02/old-news__trashed/",
+    f"{BLOG}/2026/05/quarterly-numbers/",  # private
+    f"{BLOG}/portfolio/harbour-series/",  # a custom post type
+    f"{BLOG}/2026/03/spring-walk/dunes-at-dawn/",  # an attachment
+    f"{BLOG}/?post_type=nav_menu_item&p=60",
+]
 
 
 @pytest.fixture
 def runner(redis_server, redis_client):
     runner = CliRunner(env={"REDIS_URL": redis_server.url})
-    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    runner.invoke(main, ["sites", "add", "blog", "--origin", BLOG])
     return runner
 
 
-def test_dry_run_prints_and_changes_nothing(runner, redis_client, export):
-    result = runner.invoke(main, ["import", "wordpress", export, "--site", "blog", "--dry-run"])
+def import_wordpress(runner, export, *options):
+    return runner.invoke(main, ["import", "wordpress", str(export), "--site", "blog", *options])
+
+
+def shown(client, article: str) -> dict[str, int]:
+    """The counts the widget reads for an article, as a reader's browser asks for them."""
+    response = client.get("/api/v1/reactions", query_string={"site": "blog", "article": article})
+    assert response.status_code == 200, response.get_json()
+    return {r["id"]: r["count"] for r in response.get_json()["reactions"] if r["count"]}
+
+
+def test_an_export_brings_in_the_published_posts_and_pages_only(runner, client, store):
+    result = import_wordpress(runner, FIELD_NOTES)
+
     assert result.exit_code == 0, result.output
     assert (
-        f"would import {FIRST} (First & best post): happy 5, sad 1, angry 2, sleepy 3"
-        in result.output
+        "WordPress export (WXR 1.2): 14 published posts and pages, 1 of them "
+        "password-protected; 11 with reactions, 183 reactions.\n"
+        "Skipped 19 items: 6 navigation menu items, 5 attachments, 1 private post "
+        "(2 reactions: --include-private imports them), 1 draft (4 reactions: publish it, "
+        "then import a new export), 1 post pending review, 1 post in the trash (2 reactions: "
+        "restore it, then import a new export), 1 scheduled post, 1 navigation block menu, "
+        "1 global styles item, 1 item of type 'jetpack-portfolio' (7 reactions: --post-type "
+        "jetpack-portfolio imports them).\n"
+        "Counts changed by +183"
+    ) in result.output
+    assert "twp_be_react_2 has value '-1', not a count: taken as 0" in result.output
+    assert {article: shown(client, article) for article in FIELD_NOTES_COUNTS} == (
+        FIELD_NOTES_COUNTS
     )
-    assert "2 posts with reactions, 15 reactions in the file." in result.output
-    assert redis_client.keys("rx:{blog}:*") == []
+    for article in FIELD_NOTES_SKIPPED:
+        assert shown(client, article) == {}, article
+    (stats,) = store.article_stats("blog", [f"{BLOG}/2026/04/tom-jerry-and-the-cat-flap/"])
+    assert stats.title == "Tom & Jerry and the cat flap"
 
 
-def test_import_sets_starting_counts_once(runner, redis_client, export, store, client):
-    first = runner.invoke(main, ["import", "wordpress", export, "--site", "blog"])
-    assert first.exit_code == 0, first.output
-    assert "Counts changed by +15" in first.output
-    assert "twp_be_react_5 has value 'oops'" in first.output
-    assert store.counts("blog", FIRST) == {"happy": 5, "sad": 1, "angry": 2, "sleepy": 3}
-    assert store.counts("blog", SECOND) == {"excited": 4}
-    (stats,) = store.article_stats("blog", [FIRST])
-    assert stats.title == "First & best post" and stats.url == FIRST
+def test_private_posts_and_custom_post_types_come_in_when_asked(runner, client):
+    result = import_wordpress(
+        runner, FIELD_NOTES, "--include-private", "--post-type", "jetpack-portfolio"
+    )
 
-    again = runner.invoke(main, ["import", "wordpress", export, "--site", "blog"])
-    assert "Counts changed by +0" in again.output
-    assert store.counts("blog", FIRST) == {"happy": 5, "sad": 1, "angry": 2, "sleepy": 3}
-    (site_stats,) = store.site_stats([store.get_site("blog")])
-    assert site_stats.total == 15 and site_stats.articles == 2
+    assert result.exit_code == 0, result.output
+    assert "16 published posts and pages" in result.output and "private post" not in result.output
+    assert shown(client, f"{BLOG}/2026/05/quarterly-numbers/") == {"sad": 2}
+    assert shown(client, f"{BLOG}/portfolio/harbour-series/") == {"happy": 4, "excited": 3}
+    assert shown(client, f"{BLOG}/?p=48") == {}
 
-    # A live reaction on top of imported counts survives a re-import.
-    blog = store.get_site("blog")
-    store.set_reaction(blog, FIRST, store.reader_hash("blog", "live-reader"), "happy")
-    runner.invoke(main, ["import", "wordpress", export, "--site", "blog"])
-    assert store.counts("blog", FIRST)["happy"] == 6
-    body = client.get(
-        "/api/v1/reactions", query_string={"site": "blog", "article": FIRST}
-    ).get_json()
-    assert body["total"] == 12
+
+def test_only_custom_post_types_can_be_added(runner, redis_client):
+    result = import_wordpress(runner, FIELD_NOTES, "--post-type", "attachment")
+
+    assert result.exit_code == 2
+    assert "'attachment' is not a custom post type" in result.output
+    assert redis_client.keys("rx:{blog}:a:*") == []
 
 
 @pytest.mark.parametrize(
-    "content",
-    ["not xml at all", "<rss><channel><title>x</title></channel></rss>", "<html><body/></html>",
-     '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><rss>&b;</rss>'],
+    ("export", "counts"),
+    [
+        (
+            "kitchentable.WordPress.2026-03-10.xml",
+            {
+                "https://kitchen.example.org/?p=9": {"happy": 14, "excited": 6},
+                "https://kitchen.example.org/?p=11": {"happy": 3, "sad": 1},
+                "https://kitchen.example.org/?p=13": {"sad": 5, "angry": 2, "sleepy": 1},
+                "https://kitchen.example.org/?p=17": {"surprise": 7},
+                "https://kitchen.example.org/?page_id=2": {"happy": 2},
+                "https://kitchen.example.org/": {},
+            },
+        ),
+        (
+            "allotment.wordpress.2011-03-01.xml",
+            {
+                "http://allotment.example.net/?p=4": {"happy": 6, "sleepy": 2},
+                "http://allotment.example.net/?p=6": {"excited": 3},
+                "http://allotment.example.net/?page_id=2": {"happy": 1},
+                "http://allotment.example.net/": {},
+            },
+        ),
+    ],
+)
+def test_plain_permalinks_give_every_post_its_own_article(runner, client, export, counts):
+    result = import_wordpress(runner, EXPORTS / export)
+
+    assert result.exit_code == 0, result.output
+    assert {article: shown(client, article) for article in counts} == counts
+
+
+@pytest.mark.parametrize(
+    ("export", "version", "article", "counts"),
+    [
+        (
+            "allotment.wordpress.2010-08-14.xml",
+            "1.0",
+            "http://allotment.example.net/2010/01/first-frost/",
+            {"happy": 6, "sleepy": 2},
+        ),
+        (
+            "allotment.wordpress.2011-03-01.xml",
+            "1.1",
+            "http://allotment.example.net/?p=4",
+            {"happy": 6, "sleepy": 2},
+        ),
+        (FIELD_NOTES.name, "1.2", f"{BLOG}/2026/03/herons-of-the-bay/", FIELD_NOTES_COUNTS[
+            f"{BLOG}/2026/03/herons-of-the-bay/"
+        ]),
+        # WordPress.com declares https://wordpress.org/export/1.2/.
+        (
+            "tidewatcher.wordpress.2026-02-01.000.xml",
+            "1.2",
+            "https://tidewatcher.wordpress.com/2026/01/11/king-tide/",
+            {"happy": 22, "excited": 13, "surprise": 9},
+        ),
+    ],
 )  # fmt: skip
-def test_a_file_that_is_not_wxr_is_refused(runner, redis_client, tmp_path, content):
-    path = tmp_path / "bad.xml"
-    path.write_text(content)
-    result = runner.invoke(main, ["import", "wordpress", str(path), "--site", "blog"])
+def test_every_wxr_version_and_namespace_is_read(runner, client, export, version, article, counts):
+    result = import_wordpress(runner, EXPORTS / export)
+
+    assert result.exit_code == 0, result.output
+    assert f"WordPress export (WXR {version}):" in result.output
+    assert shown(client, article) == counts
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_two_posts_at_one_address_are_refused_and_nothing_is_written(runner, redis_client, dry_run):
+    # With /%postname%/ permalinks a page and a post may both have the slug "about".
+    export = EXPORTS / "fieldnotes-postname.WordPress.2026-05-30.xml"
+
+    result = import_wordpress(runner, export, *(["--dry-run"] if dry_run else []))
+
     assert result.exit_code == 1
-    assert "is not a WordPress export (WXR)" in result.output
+    assert f'{BLOG}/about/: page 2 "About" and post 63 "About"' in result.output
+    assert "nothing was imported" in result.output
+    assert "would import" not in result.output and "Counts changed" not in result.output
     assert redis_client.keys("rx:{blog}:*") == []
 
 
-def test_an_unknown_site_is_refused(runner, export):
-    result = runner.invoke(main, ["import", "wordpress", export, "--site", "nosuch"])
+def test_a_dry_run_shows_the_import_and_writes_nothing(runner, redis_client):
+    result = import_wordpress(runner, FIELD_NOTES, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"would import {BLOG}/2026/03/spring-walk/ (Spring walk along the dunes): "
+        "happy 41, sad 2, excited 17, sleepy 3"
+    ) in result.output
+    assert "11 with reactions, 183 reactions." in result.output
+    assert "Counts changed" not in result.output
+    assert redis_client.keys("rx:{blog}:*") == []
+
+
+def test_a_newer_export_adds_only_what_changed_since(runner, client, store):
+    first = import_wordpress(runner, FIELD_NOTES)
+    again = import_wordpress(runner, FIELD_NOTES)
+    # A reader reacts on the new widget before the owner's last export from WordPress.
+    spring_walk = f"{BLOG}/2026/03/spring-walk/"
+    store.set_reaction(store.get_site("blog"), spring_walk, store.reader_hash("blog", "r"), "happy")
+
+    later = import_wordpress(runner, FIELD_NOTES_LATER)
+
+    assert "Counts changed by +183" in first.output
+    assert "Counts changed by +0" in again.output
+    # 201 in the newer file: 3 + 1 more on two posts, a new post (8), the draft published (5).
+    assert "Counts changed by +18" in later.output, later.output
+    assert shown(client, spring_walk) == {"happy": 45, "sad": 2, "excited": 18, "sleepy": 3}
+    assert shown(client, f"{BLOG}/2026/06/storm-notes/") == {"surprise": 5}
+    assert shown(client, f"{BLOG}/2026/06/first-swim-of-the-year/") == {"happy": 6, "excited": 2}
+    assert shown(client, f"{BLOG}/?p=48") == {}
+    (site_stats,) = store.site_stats([store.get_site("blog")])
+    assert site_stats.total == 202 and site_stats.articles == 13
+
+
+def truncated(tmp_path, at: int) -> Path:
+    """A download cut off after `at` bytes."""
+    path = tmp_path / FIELD_NOTES.name
+    path.write_bytes(FIELD_NOTES.read_bytes()[:at])
+    return path
+
+
+def renamespaced(tmp_path) -> Path:
+    path = tmp_path / "renamed.xml"
+    text = FIELD_NOTES.read_text().replace("wordpress.org/export/1.2/", "example.com/wxr/")
+    path.write_text(text)
+    return path
+
+
+def empty(tmp_path) -> Path:
+    path = tmp_path / "export.xml"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "explanation"),
+    [
+        (empty, "is empty: the export did not download"),
+        (lambda tmp: truncated(tmp, 30000), "the download was cut off"),
+        (lambda tmp: truncated(tmp, 13350), "the download was cut off"),  # inside a CDATA
+        (lambda tmp: EXPORTS / "refused/login.html", "is a web page (HTML), not a WordPress"),
+        (lambda tmp: EXPORTS / "refused/posts.json", "is a JSON file, not a WordPress export"),
+        (lambda tmp: EXPORTS / "refused/feed.xml", "is an RSS feed, not a WordPress export"),
+        (
+            lambda tmp: EXPORTS / "refused/entities.xml",
+            "declares XML entities, which WordPress exports never do",
+        ),
+        (
+            lambda tmp: EXPORTS / "refused/no-wp-namespace.xml",
+            "uses wp: elements (line 33) without declaring the wp: namespace",
+        ),
+        (renamespaced, 'declares its wp: namespace as "http://example.com/wxr/"'),
+    ],
+    ids=[
+        "empty", "truncated", "truncated-in-cdata", "html", "json", "rss-feed", "entities",
+        "no-wp-namespace", "other-namespace",
+    ],
+)  # fmt: skip
+def test_a_refused_file_says_what_it_is(runner, redis_client, tmp_path, make, explanation):
+    result = import_wordpress(runner, make(tmp_path))
+
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {make(tmp_path)} ")
+    assert explanation in result.output
+    assert "Error(" not in result.output and "Traceback" not in result.output
+    assert redis_client.keys("rx:{blog}:*") == []
+
+
+def test_an_unknown_site_is_refused(runner):
+    result = runner.invoke(main, ["import", "wordpress", str(FIELD_NOTES), "--site", "nosuch"])
+
     assert result.exit_code == 1 and "no site 'nosuch'" in result.output

@@ -19,7 +19,7 @@ from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_u
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .store import Site, Store, connect
-from .wordpress import read_posts
+from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, WordpressExport, read_export
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
 
@@ -243,14 +243,36 @@ def import_group() -> None:
 @click.argument("export", type=click.Path(exists=True, dir_okay=False))
 @click.option("--site", "site_name", required=True, help="The registered site to import into.")
 @click.option("--dry-run", is_flag=True, help="Print what would be imported, change nothing.")
-def import_wordpress(export: str, site_name: str, dry_run: bool) -> None:
+@click.option(
+    "--include-private",
+    is_flag=True,
+    help="Also import private posts (only logged-in editors see them and their bar).",
+)
+@click.option(
+    "--post-type",
+    "post_types",
+    multiple=True,
+    metavar="TYPE",
+    help="Also import this custom post type (e.g. product); repeat for more.",
+)
+def import_wordpress(
+    export: str, site_name: str, dry_run: bool, include_private: bool, post_types: tuple[str, ...]
+) -> None:
     """Import Booster Extension reaction counts from a WordPress export (WXR) file.
 
-    Each post's counts (post meta twp_be_react_1 to _6) become its article's starting counts,
-    keyed by the post's permalink. Importing the same file again changes nothing.
+    Each published post's and page's counts (post meta twp_be_react_1 to _6) become the
+    starting counts of its article, keyed by its permalink as the widget keys the page
+    (plain permalinks like ?p=123 included). Drafts, scheduled, private and trashed posts,
+    attachments and menu items are skipped and counted. Importing the same file again
+    changes nothing; a newer export adds only what changed since.
     """
+    for post_type in post_types:
+        if post_type in CONTENT_TYPES or post_type in WORDPRESS_TYPES:
+            raise click.BadParameter(
+                f"'{post_type}' is not a custom post type", param_hint="--post-type"
+            )
     try:
-        posts = read_posts(export)
+        wordpress = read_export(export, include_private, post_types)
     except ReactionsError as error:
         raise click.ClickException(error.detail) from None
     with open_store() as store:
@@ -260,18 +282,43 @@ def import_wordpress(export: str, site_name: str, dry_run: bool) -> None:
         known = {r.id for r in site.all_reactions}
         verb = "would import" if dry_run else "imported"
         change = 0
-        for post in posts:
+        for post in wordpress.posts:
             for warning in post.warnings:
                 click.echo(f"warning: {post.url}: {warning}", err=True)
+            unknown = sorted(set(post.counts) - known)
+            if unknown:
+                click.echo(
+                    f"warning: {post.url}: the site has no reaction {', '.join(unknown)}: "
+                    "those counts are left out",
+                    err=True,
+                )
             counts = {r: n for r, n in post.counts.items() if r in known}
             if not dry_run:
                 change += store.import_counts(site, post.article, counts, post.url, post.title)
-            shown = ", ".join(f"{r} {n}" for r, n in counts.items())
+            shown = ", ".join(f"{r} {n}" for r, n in counts.items()) or "no counts"
             click.echo(f"{verb} {post.article} ({post.title or 'untitled'}): {shown}")
-    total = sum(p.total for p in posts)
-    click.echo(f"{len(posts)} posts with reactions, {total} reactions in the file.")
+    for line in import_summary(wordpress):
+        click.echo(line)
     if not dry_run:
         click.echo(f"Counts changed by {change:+d} (0 when this file was imported before).")
+
+
+def import_summary(wordpress: WordpressExport) -> list[str]:
+    """What the export held and what of it was left out, by reason."""
+    protected = (
+        f", {wordpress.password_protected} of them password-protected"
+        if wordpress.password_protected
+        else ""
+    )
+    lines = [
+        f"WordPress export (WXR {wordpress.version}): {wordpress.published} published posts "
+        f"and pages{protected}; {len(wordpress.posts)} with reactions, "
+        f"{wordpress.total} reactions."
+    ]
+    if wordpress.skipped:
+        skipped = ", ".join(wordpress.skipped_summary())
+        lines.append(f"Skipped {wordpress.skipped.total()} items: {skipped}.")
+    return lines
 
 
 if __name__ == "__main__":
