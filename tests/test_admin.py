@@ -35,7 +35,9 @@ HOSTILE = [
 
 @pytest.fixture
 def app(redis_url, redis_client):
-    return admin_app(redis_url, PASSWORD)
+    app = admin_app(redis_url, PASSWORD)
+    yield app
+    app.extensions["reactions_live"].stop()  # or it hears every later test's votes
 
 
 def token(client, path="/admin/login"):
@@ -514,3 +516,87 @@ def test_search_finds_titles_with_slashes_quotes_and_accents(admin, store):
     for term in ("either/or", '"quotes"', "zürich", "ZÜRICH", "p1"):
         page = admin.get("/admin/sites/demo", query_string={"q": term}).get_data(as_text=True)
         assert "article?id=p1" in page and "article?id=p2" not in page, term
+
+
+def reaction_set_form(admin, store, retire=(), **changes):
+    """The reaction-set form as the admin finds it, with `retire` unticked and `changes`."""
+    form = {"csrf_token": token(admin, "/admin/sites/demo/reactions")}
+    site = store.get_site("demo")
+    for reaction in site.all_reactions:
+        form[f"emoji-{reaction.id}"] = reaction.emoji
+        form[f"label-{reaction.id}"] = reaction.label
+        if reaction in site.reactions and reaction.id not in retire:
+            form[f"active-{reaction.id}"] = "on"
+    return form | changes
+
+
+def shown_totals(admin) -> dict[str, int]:
+    """Every total of the demo site the admin can read or download."""
+    sites = admin.get("/admin/").get_data(as_text=True)
+    row = sites[sites.index('href="/admin/sites/demo"') :]
+    site = admin.get("/admin/sites/demo").get_data(as_text=True)
+    rows = site[site.index('<table class="articles">') :]
+    articles = re.findall(r'article\?id=([^"]+)"', rows)
+    article_pages = [
+        admin.get("/admin/sites/demo/article", query_string={"id": a}).get_data(as_text=True)
+        for a in articles
+    ]
+    exported = list(
+        csv.DictReader(
+            io.StringIO(admin.get("/admin/sites/demo/export.csv").get_data(as_text=True))
+        )
+    )
+    body = json.loads(admin.get("/admin/sites/demo/export.json").get_data(as_text=True))
+    for line in exported:  # each row adds up
+        reactions = [
+            int(v) for k, v in line.items() if k not in ("article", "title", "url", "total")
+        ]
+        assert sum(reactions) == int(line["total"])
+    for article in body["articles"]:
+        assert sum(article["counts"].values()) == article["total"]
+    return {
+        "sites page": int(re.search(r'<td class="num">(\d+)</td>', row).group(1)),
+        "site page header": int(re.search(r"(\d+) reactions on \d+ articles", site).group(1)),
+        "site page rows": sum(
+            int(n) for n in re.findall(r'</th>\s*<td class="num">(\d+)</td>', rows)
+        ),
+        "article pages": sum(
+            int(re.search(r"Breakdown · (\d+) reactions", page).group(1)) for page in article_pages
+        ),
+        "CSV": sum(int(line["total"]) for line in exported),
+        "JSON": sum(article["total"] for article in body["articles"]),
+    }
+
+
+def test_a_retired_reactions_votes_count_in_every_total_shown_and_exported(admin, store):
+    vote(store, "a", "r1", "angry")
+    vote(store, "a", "r2", "angry")
+    vote(store, "a", "r3", "happy")
+    vote(store, "b", "r4", "angry")
+    vote(store, "b", "r5", "sad")
+    form = reaction_set_form(admin, store, retire=["angry"])
+    assert admin.post("/admin/sites/demo/reactions", data=form).status_code == 302
+    vote(store, "a", "r6", "happy")
+    vote(store, "b", "r7", "sad")
+    vote(store, "c", "r8", "excited")
+
+    assert set(shown_totals(admin).values()) == {8}, shown_totals(admin)
+    site = admin.get("/admin/sites/demo").get_data(as_text=True)
+    assert "8 reactions over 30 days" in site  # the chart draws the retired votes too
+    assert "those for retired reactions" in site and "(retired)" in site
+    exported = admin.get("/admin/sites/demo/export.csv").get_data(as_text=True)
+    assert {line["article"]: line["angry"] for line in csv.DictReader(io.StringIO(exported))} == {
+        "a": "2",
+        "b": "1",
+        "c": "0",
+    }
+    body = json.loads(admin.get("/admin/sites/demo/export.json").get_data(as_text=True))
+    assert [r["id"] for r in body["reactions"] if r["retired"]] == ["angry"]
+    assert sum(sum(day["counts"].values()) for day in body["daily"]) == 8
+    page = admin.get("/admin/sites/demo/reactions").get_data(as_text=True)
+    assert "still count in the totals" in page
+
+    # A reader who chose the retired reaction picks an offered one: the vote moves.
+    vote(store, "a", "r1", "happy")
+    assert set(shown_totals(admin).values()) == {8}, shown_totals(admin)
+    assert store.counts("demo", "a") == {"angry": 1, "happy": 3}

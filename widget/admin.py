@@ -1,4 +1,10 @@
-"""The admin pages: login, sites, per-site and per-article statistics, export."""
+"""The admin pages: login, sites, per-site and per-article statistics, export.
+
+One rule for every total here and in the exports: a vote counts whatever became of its
+reaction, so a retired reaction's votes stay in the totals (shown in their own, marked
+column) as they do in the site's total and its ranking of articles. Only the bar on the
+pages leaves them out, as it offers the active reactions only.
+"""
 
 from __future__ import annotations
 
@@ -201,7 +207,7 @@ def site(name: str):
     store = current_store()
     site = admin_site(name)
     sort = request.args.get("sort", "total")
-    if sort != "total" and sort not in {r.id for r in site.reactions}:
+    if sort != "total" and sort not in {r.id for r in site.all_reactions}:
         sort = "total"
     days = request.args.get("days", 30, type=int)
     days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
@@ -284,7 +290,9 @@ def edited_reaction_set(site: Site, form) -> Site:
 
 
 def article_row(site: Site, article: ArticleStats) -> dict:
-    counts = [article.counts.get(r.id, 0) for r in site.reactions]
+    """An article's numbers for the pages and exports: a count per reaction of
+    `site.all_reactions` (active, then retired), their percentages and total."""
+    counts = [article.counts.get(r.id, 0) for r in site.all_reactions]
     return {
         "article": article.article,
         "title": article.title,
@@ -308,7 +316,7 @@ def article(name: str):
     days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
     day_list = last_days(days)
     timeline = store.article_timeline(
-        site.name, article_id, [r.id for r in site.reactions], day_list
+        site.name, article_id, [r.id for r in site.all_reactions], day_list
     )
     return render_template(
         "admin/article.html",
@@ -336,14 +344,14 @@ def reset_article(name: str):
 def timeline_chart(site: Site, days: list[str], timeline: list[dict[str, int]]) -> dict:
     """Geometry of a stacked daily bar chart, drawn as inline SVG by the template."""
     width, height, left, bottom = 720, 200, 36, 22
-    totals = [sum(day.get(r.id, 0) for r in site.reactions) for day in timeline]
+    totals = [sum(day.get(r.id, 0) for r in site.all_reactions) for day in timeline]
     peak = max(totals + [1])
     scale = nice_ceiling(peak)
     slot = (width - left) / len(days)
     bars = []
     for index, (day, counts) in enumerate(zip(days, timeline, strict=True)):
         y = height - bottom
-        for number, reaction in enumerate(site.reactions):
+        for number, reaction in enumerate(site.all_reactions):
             count = counts.get(reaction.id, 0)
             if not count:
                 continue
@@ -356,7 +364,8 @@ def timeline_chart(site: Site, days: list[str], timeline: list[dict[str, int]]) 
                     "w": round(slot * 0.7, 2),
                     "h": round(h, 2),
                     "series": number % 8,
-                    "title": f"{day}: {count} {reaction.label}",
+                    "title": f"{day}: {count} {reaction.label}"
+                    + (" (retired)" if reaction in site.retired else ""),
                 }
             )
     ticks = [
@@ -375,7 +384,8 @@ def timeline_chart(site: Site, days: list[str], timeline: list[dict[str, int]]) 
         "ticks": ticks,
         "days": list(zip(days, totals, strict=True)),
         "sum": sum(totals),
-        "legend": [(i % 8, r) for i, r in enumerate(site.reactions)],
+        "legend": [(i % 8, r) for i, r in enumerate(site.all_reactions)],
+        "retired": site.retired,
     }
 
 
@@ -416,7 +426,7 @@ def export_csv(name: str):
             writer.writerow(values)
             return buffer.getvalue()
 
-        ids = [r.id for r in site.reactions]
+        ids = [r.id for r in site.all_reactions]
         if daily:
             wanted = request.args.get("days", 90, type=int)
             days = last_days(wanted if wanted in EXPORT_DAY_CHOICES else 90)
@@ -454,7 +464,7 @@ def export_json(name: str):
         head = {
             "site": site.name,
             "exported": datetime.now(UTC).isoformat(timespec="seconds"),
-            "reactions": [r.as_dict() for r in site.reactions],
+            "reactions": [r.as_dict() | {"retired": r in site.retired} for r in site.all_reactions],
         }
         # The object is streamed: its head, then one article at a time, then the series.
         yield json.dumps(head, ensure_ascii=False)[:-1] + ', "articles": ['
@@ -466,13 +476,13 @@ def export_json(name: str):
                 "title": row["title"],
                 "url": stats.url,
                 "total": row["total"],
-                "counts": dict(zip([r.id for r in site.reactions], row["counts"], strict=True)),
+                "counts": dict(zip([r.id for r in site.all_reactions], row["counts"], strict=True)),
             }
             yield ("" if first else ", ") + json.dumps(body, ensure_ascii=False)
             first = False
         days = last_days(90)
         daily = [
-            {"day": day, "counts": {r.id: counts.get(r.id, 0) for r in site.reactions}}
+            {"day": day, "counts": {r.id: counts.get(r.id, 0) for r in site.all_reactions}}
             for day, counts in zip(days, store.site_timeline(site.name, days), strict=True)
         ]
         yield '], "daily": ' + json.dumps(daily) + "}"

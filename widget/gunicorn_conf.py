@@ -43,6 +43,12 @@ def post_worker_init(worker) -> None:
         util.http_date = once_a_second(util.http_date)
     gc.collect()
     gc.freeze()
+    # Each worker listens for live updates from its start, not from its first read: a
+    # worker that took only votes so far must still hear at once that a site's reaction
+    # set changed (see widget/live.py).
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    if "reactions_live" in extensions:
+        extensions["reactions_live"].start()
 
 
 class _Head:

@@ -2,7 +2,9 @@
 
 Each worker process holds ONE Redis pub/sub connection (a pattern subscription to every
 article channel) and fans each message out to the streams open in that process, so a
-thousand viewers cost a thousand idle sockets, not a thousand Redis connections. Under
+thousand viewers cost a thousand idle sockets, not a thousand Redis connections. The same
+subscription hears a site's record change (`site_channel`): the process drops its cached
+record and sends each open stream of that site its counts with the new reaction set. Under
 gunicorn's gevent worker the listener and the streams are greenlets; under threads they are
 threads: the code only uses `threading` and `queue`, which gevent patches.
 """
@@ -23,7 +25,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from .api import encoded_counts, known_site
 from .errors import error_response
 from .reactions import normalize_article
-from .store import Store, channel, channel_pattern, decode_counts, parse_channel
+from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -50,7 +52,8 @@ class Hub:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
-        self._pending: dict[str, dict[str, int]] = {}
+        # Counts to send by channel; None: read them first (the site's reaction set changed).
+        self._pending: dict[str, dict[str, int] | None] = {}
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._pid = 0
@@ -113,6 +116,9 @@ class Hub:
                 # message went out before it would leave older counts in the cache until the
                 # article's next vote.
                 await_confirmation(pubsub, "psubscribe", SUBSCRIBE_SECONDS)
+                # Site records cached before (or while the subscription was down) may have
+                # changed unannounced; from now on every change is heard.
+                self.store.forget_sites()
                 self.connected.set()
                 delay = 0.1
                 while not self._stopped.is_set():
@@ -176,7 +182,17 @@ class Hub:
                         self._counts[names[i]] = counts
         return cached
 
+    def start(self) -> None:
+        """Listen from now on, not from the first read: a server process calls it once it
+        has loaded the app, so that it hears every site change even if it took only votes."""
+        self._ensure_listener()
+
     def _dispatch(self, name: str, data: str) -> None:
+        if name.endswith(":ch:"):  # cheap first: most messages are votes
+            site, article = parse_channel(name)
+            if not article:
+                self._site_changed(site)
+                return
         try:
             counts = decode_counts(data)
         except ValueError:
@@ -195,6 +211,17 @@ class Hub:
                 self._pending[name] = counts  # only the newest counts of an article matter
                 self._wake.set()
 
+    def _site_changed(self, site: str) -> None:
+        """The site's record changed: read it afresh, and send its open streams their
+        article's counts again, with the new reaction set."""
+        self.store.forget_sites(site)
+        prefix = site_channel(site)
+        with self._lock:
+            for name in self.streams:
+                if name.startswith(prefix):
+                    self._pending.setdefault(name, self._counts.get(name))
+                    self._wake.set()
+
     def _flush(self) -> None:
         """Sends the newest counts of each changed article to its streams.
 
@@ -210,6 +237,8 @@ class Hub:
                 pending, self._pending = self._pending, {}
             for name, counts in pending.items():
                 try:
+                    if counts is None:
+                        counts = self.store.counts(*parse_channel(name))
                     self._send(name, counts)
                 except (redis.RedisError, ValueError) as error:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)

@@ -105,8 +105,16 @@ def new_articles_key(site: str, hour: int) -> str:
     return f"rx:{{{site}}}:new:{hour}"
 
 
+def site_channel(site: str) -> str:
+    """Where a change of the site's record is announced: the article channel of the empty
+    id, which no article has (`normalize_article` refuses it), so that the one pattern
+    subscription of a worker hears it too."""
+    return channel(site, "")
+
+
 def channel_pattern() -> str:
-    """Every article channel of every site: one subscription per worker process."""
+    """Every article channel (and `site_channel`) of every site: one subscription per worker
+    process."""
     return "rx:{*}:ch:*"
 
 
@@ -304,20 +312,23 @@ return total
 
 # Starting counts from another system (e.g. a WordPress export), idempotent: the counts
 # imported last time are remembered, and only the difference is applied, so importing the
-# same file twice changes nothing and live reactions are kept. KEYS[6..] match ARGV[6..].
+# same file twice changes nothing and live reactions are kept. KEYS[6..] match ARGV[7..].
+# Changed counts are published as a vote's are (ARGV[6] is the channel), so every server's
+# cached counts and open bars follow at once, whichever process ran the import.
 IMPORT_SCRIPT = """
 local wanted = cjson.decode(ARGV[5])
 local before = cjson.decode(redis.call('HGET', KEYS[4], ARGV[1]) or '{}')
-local delta_total = 0
-for i = 6, #ARGV do
+local delta_total, changed = 0, false
+for i = 7, #ARGV do
   local reaction = ARGV[i]
   local delta = (tonumber(wanted[reaction]) or 0) - (tonumber(before[reaction]) or 0)
   if delta ~= 0 then
     if redis.call('HINCRBY', KEYS[1], reaction, delta) <= 0 then
       redis.call('HDEL', KEYS[1], reaction)
     end
-    redis.call('ZINCRBY', KEYS[i], delta, ARGV[1])
+    redis.call('ZINCRBY', KEYS[i - 1], delta, ARGV[1])
     delta_total = delta_total + delta
+    changed = true
   end
 end
 redis.call('ZINCRBY', KEYS[2], delta_total, ARGV[1])
@@ -328,6 +339,9 @@ if ARGV[3] ~= '' then m.url = ARGV[3] end
 if ARGV[4] ~= '' then m.title = ARGV[4] end
 redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(m))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+if changed then
+  redis.call('PUBLISH', ARGV[6], table.concat(redis.call('HGETALL', KEYS[1]), ','))
+end
 return delta_total
 """
 
@@ -667,6 +681,7 @@ class Store:
     on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
     _salts: dict[str, str] = field(default_factory=dict)
     _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
+    _site_generation: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _keyed: tuple[str, hmac.HMAC | None] = ("", None)
 
@@ -691,23 +706,43 @@ class Store:
     # Sites -------------------------------------------------------------------------------
 
     def get_site(self, name: str) -> Site | None:
-        """The site's record, cached for a few seconds: every vote and read needs it."""
+        """The site's record, cached for a few seconds: every vote and read needs it.
+
+        A saved record is announced on `site_channel`, and each server process's live
+        listener drops its cached copy then (`forget_sites`): the few seconds only bound how
+        long a process without a working subscription keeps an older record."""
         now = time.monotonic()
         cached = self._sites.get(name)
         if cached and now - cached[0] < SITE_CACHE_SECONDS:
             return cached[1]
+        generation = self._site_generation
         raw = self.client.hget(SITES_KEY, name)
         site = Site.from_json(name, raw) if raw else BUILTIN_SITES.get(name)
-        self._sites[name] = (now, site)
+        # Not kept if the record was announced changed while this read was on its way.
+        if generation == self._site_generation:
+            self._sites[name] = (now, site)
         return site
 
+    def forget_sites(self, *names: str) -> None:
+        """Drop the cached records of these sites (of every site without names): the next
+        read asks Redis."""
+        with self._lock:
+            self._site_generation += 1
+            if names:
+                for name in names:
+                    self._sites.pop(name, None)
+            else:
+                self._sites.clear()
+
     def save_site(self, site: Site) -> Site:
+        """Store the record and announce it, so every server process reads it afresh."""
         if not site.created:
             existing = self.client.hget(SITES_KEY, site.name)
             created = Site.from_json(site.name, existing).created if existing else time.time()
             site = replace(site, created=created)
         self.client.hset(SITES_KEY, site.name, site.to_json())
-        self._sites.pop(site.name, None)
+        self.forget_sites(site.name)
+        self.client.publish(site_channel(site.name), "")
         return site
 
     def list_sites(self) -> list[Site]:
@@ -721,8 +756,10 @@ class Store:
         return bool(self.client.hexists(SITES_KEY, name))
 
     def remove_site(self, name: str) -> bool:
-        self._sites.pop(name, None)
-        return bool(self.client.hdel(SITES_KEY, name))
+        removed = bool(self.client.hdel(SITES_KEY, name))
+        self.forget_sites(name)
+        self.client.publish(site_channel(name), "")
+        return removed
 
     # Readers -----------------------------------------------------------------------------
 
@@ -844,7 +881,15 @@ class Store:
                     stats_key(name),
                     *(index_key(name, r) for r in ids),
                 ],
-                args=[article, int(time.time()), url, title, json.dumps(wanted), *ids],
+                args=[
+                    article,
+                    int(time.time()),
+                    url,
+                    title,
+                    json.dumps(wanted),
+                    channel(name, article),
+                    *ids,
+                ],
             )
         )
         self._changed(name, article, None)

@@ -208,7 +208,10 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
     render() {
       const reactions = this.data.reactions;
       const percents = shares(this.counts);
-      if (this.list.children.length != reactions.length) {
+      // Rebuilt whenever the site's set changes (an id, emoji or label), not only its size.
+      const set = JSON.stringify(reactions.map((r) => [r.id, r.emoji, r.label]));
+      if (this.set != set) {
+        this.set = set;
         this.list.replaceChildren(...reactions.map((r) => {
           const button = el('button', '', 'button');
           const fill = el('i');
@@ -246,11 +249,14 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
           .then((data) => {
             choice(this.key, data.mine);
             show(this.site, this.article, data);
-          }, () => {
+          }, (status) => {
             Object.assign(this, { counts, mine });
             choice(this.key, mine);
             this.render();
-            this.status.textContent = UNAVAILABLE;
+            // 400: the site's set changed under this bar (a retired reaction): show the set
+            // the server has now, and the reader's earlier choice if it is still offered.
+            (status == 400 ? request(api + '?' + new URLSearchParams({ site: this.site, article: this.article }), { cache: 'no-cache' }) : Promise.reject())
+              .then((data) => show(this.site, this.article, data), () => this.status.textContent = UNAVAILABLE);
           }));
       } catch (e) { /* never break the host page */ }
     }
