@@ -15,6 +15,7 @@ import click
 import redis
 
 from . import __version__, config
+from .embed import embed_html
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
@@ -57,8 +58,8 @@ def main() -> None:
     """reactions: a self-hosted emoji-reaction bar counted in Redis.
 
     Settings come from the environment: REDIS_URL (unset: an embedded Redis in
-    REACTIONS_DATA_DIR, default ./var), REACTIONS_SECRET_KEY, REACTIONS_APPENDFSYNC,
-    REACTIONS_REDIS_PRIORITY.
+    REACTIONS_DATA_DIR, default ./var), REACTIONS_PUBLIC_URL, REACTIONS_SECRET_KEY,
+    REACTIONS_ADMIN_PASSWORD, REACTIONS_APPENDFSYNC, REACTIONS_REDIS_PRIORITY.
     """
 
 
@@ -186,12 +187,16 @@ def sites_add(name: str, origins: tuple[str, ...]) -> None:
         reactions = existing.reactions if existing else Site(site_name, ()).reactions
         site = store.save_site(Site(site_name, allowed, reactions))
     click.echo(f"Site '{site.name}' allows {', '.join(site.origins)}.")
+    public_url = settings()["REACTIONS_PUBLIC_URL"]
     click.echo("Embed it with:")
-    click.echo(
-        '  <script src="https://YOUR-REACTIONS-SERVER/embed.js" '
-        f'data-site="{site.name}" async></script>'
-    )
-    click.echo('  <emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>')
+    snippet = embed_html(public_url or "https://YOUR-REACTIONS-SERVER", site.name)
+    click.echo("".join(f"  {line}\n" for line in snippet.splitlines()), nl=False)
+    if not public_url:
+        click.echo(
+            "Replace YOUR-REACTIONS-SERVER with this server's public address, or set "
+            "REACTIONS_PUBLIC_URL (e.g. https://reactions.example.com) and every snippet "
+            "names it."
+        )
 
 
 @sites.command("list")

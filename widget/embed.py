@@ -19,6 +19,15 @@ EMBED_MAX_AGE = 300
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
 
 
+def embed_html(server_url: str, site: str) -> str:
+    """The two lines a site owner pastes into their pages, for a server reached at
+    `server_url` (its public address, with any path prefix)."""
+    return (
+        f'<script src="{server_url.rstrip("/")}/embed.js" data-site="{site}" async></script>\n'
+        '<emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>'
+    )
+
+
 @cache
 def embed_script() -> tuple[bytes, str]:
     """The script's bytes and a content version, read once per process."""
