@@ -73,6 +73,74 @@ def test_sites_add_refuses_bad_input(runner, redis_client, args):
     assert redis_client.hlen("rx:sites") == 0
 
 
+def test_sites_add_leaves_an_existing_site_alone(runner, redis_client):
+    """Adding a site twice used to replace its origins; now it says how to change them."""
+    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    before = redis_client.hget("rx:sites", "blog")
+    result = runner.invoke(main, ["sites", "add", "blog", "--origin", "https://other.example"])
+    assert result.exit_code == 1
+    assert "site 'blog' exists already (allows https://blog.example.com)" in result.output
+    assert "reactions sites origins add blog ORIGIN" in result.output
+    assert redis_client.hget("rx:sites", "blog") == before
+    # the demo site is built in: adding it would have replaced its own origin
+    demo = runner.invoke(main, ["sites", "add", "demo", "--origin", "https://x.example"])
+    assert demo.exit_code == 1 and "site 'demo' exists already" in demo.output
+    assert not redis_client.hexists("rx:sites", "demo")
+
+
+def test_origins_are_added_and_removed_keeping_the_sites_reactions_and_age(runner, redis_client):
+    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    record = json.loads(redis_client.hget("rx:sites", "blog"))
+    # The owner chose their own reaction set in the admin.
+    record["reactions"] = [{"id": "love", "emoji": "\N{HEAVY BLACK HEART}", "label": "Love"}]
+    redis_client.hset("rx:sites", "blog", json.dumps(record))
+
+    added = runner.invoke(
+        main,
+        ["sites", "origins", "add", "blog", "https://WWW.example.com/", "https://blog.example.com"],
+    )
+    assert added.exit_code == 0, added.output
+    assert "https://blog.example.com is allowed already." in added.output
+    assert "Site 'blog' allows https://blog.example.com, https://www.example.com." in added.output
+
+    removed = runner.invoke(
+        main, ["sites", "origins", "remove", "blog", "https://blog.example.com"]
+    )
+    assert removed.exit_code == 0, removed.output
+    assert "Site 'blog' allows https://www.example.com." in removed.output
+    after = json.loads(redis_client.hget("rx:sites", "blog"))
+    assert after["origins"] == ["https://www.example.com"]
+    assert after["reactions"] == record["reactions"]
+    assert after["created"] == record["created"] > 0
+    assert "blog\thttps://www.example.com" in runner.invoke(main, ["sites", "list"]).output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["remove", "blog", "https://blog.example.com", "https://www.example.com"], 1, "needs at least one origin; nothing changed"),
+        (["remove", "blog", "https://www.example.com", "https://other.example"], 1, "does not allow https://other.example (it allows https://blog.example.com, https://www.example.com); nothing changed"),
+        (["add", "blog", "https://new.example", "new.example"], 2, "must look like https://blog.example.com"),
+        (["remove", "blog", "https://www.example.com/path"], 2, "must not have a path"),
+        (["add", "blog"], 2, "Missing argument 'ORIGINS...'"),
+        (["add", "shop", "https://shop.example"], 1, "no site 'shop': add it with 'reactions sites add'"),
+        (["remove", "shop", "https://shop.example"], 1, "no site 'shop'"),
+    ],
+)  # fmt: skip
+def test_origin_changes_that_cannot_be_made_change_nothing(
+    runner, redis_client, args, code, message
+):
+    runner.invoke(
+        main,
+        ["sites", "add", "blog", "--origin", "https://blog.example.com", "--origin", "https://www.example.com"],
+    )  # fmt: skip
+    before = redis_client.hgetall("rx:sites")
+    result = runner.invoke(main, ["sites", "origins", *args])
+    assert result.exit_code == code
+    assert message in " ".join(result.output.split())
+    assert redis_client.hgetall("rx:sites") == before
+
+
 def test_sites_remove(runner, redis_client):
     runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
     assert runner.invoke(main, ["sites", "remove", "blog"]).exit_code == 0

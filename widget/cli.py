@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import click
 import redis
@@ -19,7 +20,7 @@ from .embed import embed_html
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
-from .store import Site, Store, connect
+from .store import SELF_ORIGIN, Site, Store, connect
 from .wordpress import read_posts
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
@@ -169,6 +170,19 @@ def sites() -> None:
     """Register the sites that may embed the bar."""
 
 
+def parse_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    """Origins as the browser sends them, each once (`self`: this server's own origin, as in
+    the admin); bad input is a usage error (exit 2)."""
+    try:
+        return tuple(dict.fromkeys(o if o == SELF_ORIGIN else validate_origin(o) for o in origins))
+    except ReactionsError as error:
+        raise click.BadParameter(error.detail, param_hint="origin") from None
+
+
+def shown_origins(site: Site) -> str:
+    return ", ".join("(this server's own origin)" if o == SELF_ORIGIN else o for o in site.origins)
+
+
 @sites.command("add")
 @click.argument("name")
 @click.option(
@@ -176,17 +190,25 @@ def sites() -> None:
     help="An origin whose pages may send reactions, e.g. https://blog.example.com (repeat).",
 )  # fmt: skip
 def sites_add(name: str, origins: tuple[str, ...]) -> None:
-    """Register site NAME (or replace its origins)."""
+    """Register a new site NAME and print the snippet to embed.
+
+    An existing site is left alone: change its origins with 'reactions sites origins'.
+    """
     try:
         site_name = validate_site(name)
-        allowed = tuple(dict.fromkeys(validate_origin(o) for o in origins))
     except ReactionsError as error:
-        raise click.BadParameter(error.detail) from None
+        raise click.BadParameter(error.detail, param_hint="NAME") from None
+    allowed = parse_origins(origins)
     with open_store() as store:
         existing = store.get_site(site_name)
-        reactions = existing.reactions if existing else Site(site_name, ()).reactions
-        site = store.save_site(Site(site_name, allowed, reactions))
-    click.echo(f"Site '{site.name}' allows {', '.join(site.origins)}.")
+        if existing:
+            raise click.ClickException(
+                f"site '{site_name}' exists already (allows {shown_origins(existing)}); "
+                f"change its origins with 'reactions sites origins add {site_name} ORIGIN' "
+                f"or 'reactions sites origins remove {site_name} ORIGIN'"
+            )
+        site = store.save_site(Site(site_name, allowed))
+    click.echo(f"Site '{site.name}' allows {shown_origins(site)}.")
     public_url = settings()["REACTIONS_PUBLIC_URL"]
     click.echo("Embed it with:")
     snippet = embed_html(public_url or "https://YOUR-REACTIONS-SERVER", site.name)
@@ -199,15 +221,72 @@ def sites_add(name: str, origins: tuple[str, ...]) -> None:
         )
 
 
+@sites.group("origins")
+def sites_origins() -> None:
+    """Change which origins may send reactions to a registered site."""
+
+
+def change_origins(name: str, change) -> None:
+    """Apply `change(site) -> origins` to site NAME's record, keeping its reaction set and
+    creation time, and show the result."""
+    with open_store() as store:
+        site = store.get_site(name)
+        if site is None:
+            raise click.ClickException(f"no site '{name}': add it with 'reactions sites add'")
+        site = store.save_site(replace(site, origins=change(site)))
+    click.echo(f"Site '{site.name}' allows {shown_origins(site)}.")
+
+
+@sites_origins.command("add")
+@click.argument("name")
+@click.argument("origins", nargs=-1, required=True)
+def sites_origins_add(name: str, origins: tuple[str, ...]) -> None:
+    """Allow ORIGINS (e.g. https://www.example.com) to send reactions to site NAME."""
+    added = parse_origins(origins)
+
+    def add(site: Site) -> tuple[str, ...]:
+        for origin in added:
+            if origin in site.origins:
+                click.echo(f"{origin} is allowed already.")
+        return tuple(dict.fromkeys(site.origins + added))
+
+    change_origins(name, add)
+
+
+@sites_origins.command("remove")
+@click.argument("name")
+@click.argument("origins", nargs=-1, required=True)
+def sites_origins_remove(name: str, origins: tuple[str, ...]) -> None:
+    """Stop accepting reactions from ORIGINS for site NAME.
+
+    Nothing changes when one of them is not allowed, or when none would be left.
+    """
+    removed = parse_origins(origins)
+
+    def remove(site: Site) -> tuple[str, ...]:
+        absent = [o for o in removed if o not in site.origins]
+        if absent:
+            raise click.ClickException(
+                f"site '{site.name}' does not allow {', '.join(absent)} (it allows "
+                f"{shown_origins(site)}); nothing changed"
+            )
+        left = tuple(o for o in site.origins if o not in removed)
+        if not left:
+            raise click.ClickException(
+                f"site '{site.name}' needs at least one origin; nothing changed. To stop "
+                f"accepting its reactions, remove the site: 'reactions sites remove {site.name}'"
+            )
+        return left
+
+    change_origins(name, remove)
+
+
 @sites.command("list")
 def sites_list() -> None:
     """Show every site and its allowed origins."""
     with open_store() as store:
         for site in store.list_sites():
-            origins = ", ".join(
-                "(this server's own origin)" if o == "self" else o for o in site.origins
-            )
-            click.echo(f"{site.name}\t{origins}")
+            click.echo(f"{site.name}\t{shown_origins(site)}")
 
 
 @sites.command("remove")
