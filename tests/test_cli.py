@@ -17,7 +17,8 @@ from gunicorn.config import Config
 from gunicorn.http import wsgi
 
 from tests.conftest import BROWSER_UA, Server
-from widget.cli import GUNICORN_CONF, main
+from widget import config
+from widget.cli import GUNICORN_CONF, admin_password_note, main
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
 
 
@@ -141,6 +142,25 @@ def test_origin_changes_that_cannot_be_made_change_nothing(
     assert redis_client.hgetall("rx:sites") == before
 
 
+@pytest.mark.parametrize(
+    ("environment", "stored", "note"),
+    [
+        ("an-env-password-1", "", "password from REACTIONS_ADMIN_PASSWORD"),
+        ("an-env-password-1", "a-stored-password-2", "password from REACTIONS_ADMIN_PASSWORD"),
+        ("", "a-stored-password-2", "password set with 'reactions admin set-password'"),
+        ("", "", "no admin password yet: run 'reactions admin set-password' or set REACTIONS_ADMIN_PASSWORD"),
+    ],
+)  # fmt: skip
+def test_serve_says_where_the_admin_password_comes_from(
+    runner, redis_server, environment, stored, note
+):
+    if stored:
+        result = runner.invoke(main, ["admin", "set-password", "--password", stored])
+        assert result.exit_code == 0, result.output
+    conf = config.load({"REDIS_URL": redis_server.url, "REACTIONS_ADMIN_PASSWORD": environment})
+    assert admin_password_note(conf, redis_server.url).startswith(note)
+
+
 def test_sites_remove(runner, redis_client):
     runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
     assert runner.invoke(main, ["sites", "remove", "blog"]).exit_code == 0
@@ -230,7 +250,8 @@ def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
     finally:
         code, output = server.stop()
     assert code == 0, output
-    assert "Demo page: http://127.0.0.1:" in output
+    assert f"Demo page: {server.url}/demo" in output
+    assert f"Admin: {server.url}/admin/ (no admin password yet: run" in output
     assert re.search(r"Embedded Redis: data in \S+, (real-time|normal) priority", output)
     assert "Embedded Redis stopped." in output
     assert not answers(socket_url(str(tmp_path / "data")))

@@ -107,6 +107,7 @@ def serve(
         env["REDIS_URL"] = embedded.url
         click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
 
+    password = admin_password_note(conf, env["REDIS_URL"])
     args = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
@@ -132,6 +133,8 @@ def serve(
         base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         if wait_until_up(f"{base}/healthz", server):
             click.echo(f"Demo page: {base}/demo")
+            click.echo(f"Admin: {base}/admin/ ({password})")
+            click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
         returncode = wait_for(server)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -143,6 +146,31 @@ def serve(
             click.echo("Embedded Redis stopped.")
     if returncode and not stopping:
         sys.exit(returncode)
+
+
+def admin_password_note(conf: dict, url: str) -> str:
+    """Where the admin password comes from, or how to set one, for `serve` to print."""
+    if conf["REACTIONS_ADMIN_PASSWORD"]:
+        return "password from REACTIONS_ADMIN_PASSWORD"
+    try:
+        stored = Store(connect(url, conf["REACTIONS_REDIS_TIMEOUT"] * 4)).admin_password_hash()
+    except redis.RedisError as error:
+        return f"could not read the stored admin password: {error}"
+    if stored:
+        return "password set with 'reactions admin set-password'"
+    return (
+        "no admin password yet: run 'reactions admin set-password' or set "
+        "REACTIONS_ADMIN_PASSWORD, then log in"
+    )
+
+
+def public_url_note(public_url: str) -> str:
+    if public_url:
+        return f"Embed snippets load {public_url}/embed.js (REACTIONS_PUBLIC_URL)."
+    return (
+        "REACTIONS_PUBLIC_URL is not set: the admin's embed snippets use the address its "
+        "page is opened at."
+    )
 
 
 def wait_for(server: subprocess.Popen) -> int:
