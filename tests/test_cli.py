@@ -4,6 +4,7 @@ import json
 import os
 import re
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http import wsgi
 
-from tests.conftest import BROWSER_UA, Server
+from tests.conftest import BROWSER_UA, Server, wait_until
 from widget import config
 from widget.cli import GUNICORN_CONF, admin_password_note, main
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
@@ -240,25 +241,68 @@ def test_a_refused_real_time_priority_leaves_the_embedded_redis_running_normally
         assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
 
 
-def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
-    server = Server(tmp_path / "data").start()
+def alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gunicorn_pids(output: str) -> list[int]:
+    """The arbiter's and the workers' process ids, from gunicorn's log."""
+    return [
+        int(pid)
+        for pid in re.findall(r"Listening at: \S+ \((\d+)\)|Booting worker with pid: (\d+)", output)
+        for pid in pid
+        if pid
+    ]
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group"),
+    [
+        pytest.param(signal.SIGTERM, False, id="SIGTERM to serve (systemd, Docker)"),
+        pytest.param(signal.SIGINT, False, id="SIGINT to serve (a process manager)"),
+        # serve runs in a session of its own (as under setsid), so its group is what a
+        # terminal's Ctrl-C reaches: serve, and whatever it did not put in another session.
+        pytest.param(signal.SIGINT, True, id="Ctrl-C in a terminal"),
+    ],
+)
+def test_serve_stops_on_a_signal_and_keeps_every_acknowledged_reaction(
+    tmp_path, signum, whole_group
+):
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        redis_pid = int((data / "redis.pid").read_text())
         for number in range(30):
             server.vote(f"reader-{number:03d}-zzzzzzzzzzzz", ["happy", "sad", "angry"][number % 3])
         server.vote("reader-000-zzzzzzzzzzzz", None)
         before = server.counts()
+        if whole_group:
+            os.killpg(server.process.pid, signum)
+        else:
+            server.process.send_signal(signum)
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
     finally:
-        code, output = server.stop()
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
     assert code == 0, output
+    assert "Traceback" not in output and "SystemExit" not in output, output
     assert f"Demo page: {server.url}/demo" in output
     assert f"Admin: {server.url}/admin/ (no admin password yet: run" in output
     assert re.search(r"Embedded Redis: data in \S+, (real-time|normal) priority", output)
     assert "Embedded Redis stopped." in output
-    assert not answers(socket_url(str(tmp_path / "data")))
-    assert (tmp_path / "data" / "appendonly.aof").stat().st_size > 0
+    processes = [redis_pid, *gunicorn_pids(output)]
+    assert len(processes) == 3, output  # Redis, gunicorn's arbiter, one worker
+    wait_until(lambda: not any(alive(pid) for pid in processes))
+    assert (data / "appendonly.aof").stat().st_size > 0
     assert before["happy"] == 9 and before["sad"] == 10 and before["angry"] == 10
 
-    again = Server(tmp_path / "data").start()
+    again = Server(data).start()
     try:
         assert again.counts() == before
     finally:

@@ -24,6 +24,8 @@ from .store import SELF_ORIGIN, Site, Store, connect
 from .wordpress import read_posts
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
+# What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def settings() -> dict:
@@ -89,25 +91,77 @@ def serve(
     """Run the server under gunicorn.
 
     Without REDIS_URL it first starts the embedded Redis (AOF persistence in
-    REACTIONS_DATA_DIR) and stops it again when the server stops (Ctrl-C or SIGTERM).
+    REACTIONS_DATA_DIR). Ctrl-C, SIGINT, SIGTERM or SIGHUP stop gunicorn gracefully (open
+    requests finish, 5 s at most), then the embedded Redis, and exit 0.
     """
     conf = settings()
     env = dict(os.environ)
-    embedded = None
-    if not conf["REDIS_URL"]:
-        embedded = EmbeddedRedis(
-            conf["REACTIONS_DATA_DIR"],
-            conf["REACTIONS_APPENDFSYNC"],
-            priority=conf["REACTIONS_REDIS_PRIORITY"],
-        )
-        try:
-            embedded.start()
-        except EmbeddedRedisError as error:
-            raise click.ClickException(str(error)) from None
-        env["REDIS_URL"] = embedded.url
-        click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
+    stopping: list[int] = []
+    server: subprocess.Popen | None = None
 
-    password = admin_password_note(conf, env["REDIS_URL"])
+    def stop(signum, _frame):
+        stopping.append(signum)
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+
+    previous = {
+        signum: signal.signal(signum, stop)
+        for signum in STOP_SIGNALS
+        # under nohup, closing the terminal must not stop the server
+        if not (signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN)
+    }
+    embedded = None
+    returncode = 0
+    try:
+        if not conf["REDIS_URL"]:
+            embedded = EmbeddedRedis(
+                conf["REACTIONS_DATA_DIR"],
+                conf["REACTIONS_APPENDFSYNC"],
+                priority=conf["REACTIONS_REDIS_PRIORITY"],
+            )
+            try:
+                embedded.start()
+            except EmbeddedRedisError as error:
+                raise click.ClickException(str(error)) from None
+            env["REDIS_URL"] = embedded.url
+            click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
+        password = admin_password_note(conf, env["REDIS_URL"])
+        if not stopping:
+            server = start_gunicorn(host, port, workers, worker_class, connections, threads, env)
+            if stopping:  # a signal came while gunicorn started
+                server.send_signal(signal.SIGTERM)
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+            if wait_until_up(f"{base}/healthz", server):
+                click.echo(f"Demo page: {base}/demo")
+                click.echo(f"Admin: {base}/admin/ ({password})")
+                click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
+            returncode = server.wait()
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait()
+        if embedded:
+            embedded.stop()
+            click.echo("Embedded Redis stopped.")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if returncode and not stopping:
+        sys.exit(returncode)
+
+
+def start_gunicorn(
+    host: str,
+    port: int,
+    workers: int,
+    worker_class: str,
+    connections: int,
+    threads: int,
+    env: dict,
+) -> subprocess.Popen:
+    """gunicorn in its own session: a terminal's Ctrl-C reaches `reactions serve` alone,
+    which stops gunicorn with SIGTERM (graceful). gunicorn's own SIGINT is a quick shutdown
+    that makes gevent workers print a SystemExit traceback."""
     args = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
@@ -120,32 +174,27 @@ def serve(
         "--config", f"file:{GUNICORN_CONF}",
         "widget:create_app()",
     ]  # fmt: skip
-    server = subprocess.Popen(args, env=env)
-    stopping = []
+    return subprocess.Popen(
+        args, env=env, start_new_session=True, preexec_fn=stop_with_parent(os.getpid())
+    )
 
-    def stop(signum, _frame):
-        stopping.append(signum)
-        server.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-        if wait_until_up(f"{base}/healthz", server):
-            click.echo(f"Demo page: {base}/demo")
-            click.echo(f"Admin: {base}/admin/ ({password})")
-            click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
-        returncode = wait_for(server)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if server.poll() is None:
-            server.terminate()
-            server.wait()
-        if embedded:
-            embedded.stop()
-            click.echo("Embedded Redis stopped.")
-    if returncode and not stopping:
-        sys.exit(returncode)
+def stop_with_parent(parent: int):
+    """What the child runs before gunicorn starts (Linux): SIGTERM when `reactions serve`
+    dies, even by SIGKILL, so that gunicorn, outside its process group, never outlives it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 def admin_password_note(conf: dict, url: str) -> str:
@@ -171,15 +220,6 @@ def public_url_note(public_url: str) -> str:
         "REACTIONS_PUBLIC_URL is not set: the admin's embed snippets use the address its "
         "page is opened at."
     )
-
-
-def wait_for(server: subprocess.Popen) -> int:
-    while True:
-        try:
-            return server.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to gunicorn too; let it finish its requests.
-            continue
 
 
 def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 30.0) -> bool:
