@@ -6,7 +6,17 @@ import hashlib
 import os
 from functools import cache
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException, NotFound
 
 from . import resource_dir
 
@@ -95,6 +105,24 @@ def demo_headers(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = DEMO_CSP
         response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
     return response
+
+
+@bp.before_app_request
+def drop_trailing_slash():
+    """`/demo/`, `/demo/blog/`, `/admin/login/`: a GET for a page that exists without the
+    trailing slash is sent there (308) rather than answered 404."""
+    missing = isinstance(request.routing_exception, NotFound)
+    if not missing or request.method not in ("GET", "HEAD"):
+        return None
+    path = request.path.rstrip("/")
+    if not path or path == request.path:
+        return None
+    try:
+        current_app.create_url_adapter(request).match(path, method=request.method)
+    except HTTPException:  # not there either (or only with its slash)
+        return None
+    query = request.query_string.decode("latin-1")
+    return redirect(request.script_root + path + (f"?{query}" if query else ""), code=308)
 
 
 @bp.get("/")
