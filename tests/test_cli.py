@@ -309,6 +309,22 @@ def test_serve_stops_on_a_signal_and_keeps_every_acknowledged_reaction(
         again.stop()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_gunicorn_does_not_outlive_a_killed_serve(tmp_path, redis_server):
+    """gunicorn runs outside serve's process group, so a kill of that group (or of serve
+    alone, by SIGKILL) no longer reaches it; it stops when serve dies all the same."""
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    try:
+        wait_until(lambda: len(gunicorn_pids("".join(server.output))) == 2)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        gunicorn = gunicorn_pids("".join(server.output))
+        wait_until(lambda: not any(alive(pid) for pid in gunicorn))
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+
+
 def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, redis_client):
     server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
     try:

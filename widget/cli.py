@@ -383,7 +383,7 @@ def admin_set_password(password: str) -> None:
         raise click.BadParameter("use at least 10 characters", param_hint="password")
     with open_store() as store:
         store.set_admin_password_hash(hash_password(password))
-    click.echo("Admin password saved. Log in at /admin/.")
+    click.echo(f"Admin password saved. Log in at {settings()['REACTIONS_PUBLIC_URL']}/admin/.")
 
 
 @main.group("import")
