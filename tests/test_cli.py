@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from types import SimpleNamespace
 from unittest import mock
 
@@ -307,6 +308,33 @@ def test_serve_stops_on_a_signal_and_keeps_every_acknowledged_reaction(
         assert again.counts() == before
     finally:
         again.stop()
+
+
+def test_a_second_ctrl_c_stops_serve_without_waiting_for_live_streams(tmp_path, redis_server):
+    """A reader's open live stream holds a graceful stop for up to 5 s; the operator who
+    presses Ctrl-C again does not wait for it."""
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    stream = urllib.request.urlopen(
+        f"{server.url}/api/v1/stream?site=demo&article=live", timeout=30
+    )
+    try:
+        assert stream.status == 200 and stream.readline().strip()  # the stream is open
+        os.killpg(server.process.pid, signal.SIGINT)
+        wait_until(lambda: "Stopping: open requests" in "".join(server.output))
+        os.killpg(server.process.pid, signal.SIGINT)
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
+    finally:
+        stream.close()
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    # gunicorn was stopped at once, before its arbiter could finish its graceful stop
+    assert "Handling signal: term" in output and "Shutting down: Master" not in output
+    gunicorn = gunicorn_pids(output)
+    wait_until(lambda: not any(alive(pid) for pid in gunicorn))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -26,6 +26,7 @@ from .wordpress import read_posts
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
 # What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOPPING = "Stopping: open requests and live streams have 5 s to finish (Ctrl-C again: at once).\n"
 
 
 def settings() -> dict:
@@ -92,7 +93,8 @@ def serve(
 
     Without REDIS_URL it first starts the embedded Redis (AOF persistence in
     REACTIONS_DATA_DIR). Ctrl-C, SIGINT, SIGTERM or SIGHUP stop gunicorn gracefully (open
-    requests finish, 5 s at most), then the embedded Redis, and exit 0.
+    requests finish, 5 s at most; a second signal stops it at once), then the embedded
+    Redis, and exit 0.
     """
     conf = settings()
     env = dict(os.environ)
@@ -101,8 +103,15 @@ def serve(
 
     def stop(signum, _frame):
         stopping.append(signum)
-        if server is not None and server.poll() is None:
+        if server is None or server.poll() is not None:
+            return
+        if len(stopping) == 1:
             server.send_signal(signal.SIGTERM)
+            # os.write: a print here could interrupt a print of the main thread's
+            os.write(sys.stderr.fileno(), STOPPING.encode())
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
 
     previous = {
         signum: signal.signal(signum, stop)
