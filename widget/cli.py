@@ -318,7 +318,10 @@ def change_origins(name: str, change) -> None:
 @click.argument("name")
 @click.argument("origins", nargs=-1, required=True)
 def sites_origins_add(name: str, origins: tuple[str, ...]) -> None:
-    """Allow ORIGINS (e.g. https://www.example.com) to send reactions to site NAME."""
+    """Allow ORIGINS to send reactions to site NAME too.
+
+    For example: reactions sites origins add blog https://www.example.com
+    """
     added = parse_origins(origins)
 
     def add(site: Site) -> tuple[str, ...]:
