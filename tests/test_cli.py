@@ -4,9 +4,11 @@ import json
 import os
 import re
 import runpy
+import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from types import SimpleNamespace
 from unittest import mock
 
@@ -16,8 +18,9 @@ from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http import wsgi
 
-from tests.conftest import BROWSER_UA, Server
-from widget.cli import GUNICORN_CONF, main
+from tests.conftest import BROWSER_UA, Server, wait_until
+from widget import config
+from widget.cli import GUNICORN_CONF, admin_password_note, main
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
 
 
@@ -71,6 +74,93 @@ def test_sites_add_refuses_bad_input(runner, redis_client, args):
     result = runner.invoke(main, args)
     assert result.exit_code == 2
     assert redis_client.hlen("rx:sites") == 0
+
+
+def test_sites_add_leaves_an_existing_site_alone(runner, redis_client):
+    """Adding a site twice used to replace its origins; now it says how to change them."""
+    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    before = redis_client.hget("rx:sites", "blog")
+    result = runner.invoke(main, ["sites", "add", "blog", "--origin", "https://other.example"])
+    assert result.exit_code == 1
+    assert "site 'blog' exists already (allows https://blog.example.com)" in result.output
+    assert "reactions sites origins add blog ORIGIN" in result.output
+    assert redis_client.hget("rx:sites", "blog") == before
+    # the demo site is built in: adding it would have replaced its own origin
+    demo = runner.invoke(main, ["sites", "add", "demo", "--origin", "https://x.example"])
+    assert demo.exit_code == 1 and "site 'demo' exists already" in demo.output
+    assert not redis_client.hexists("rx:sites", "demo")
+
+
+def test_origins_are_added_and_removed_keeping_the_sites_reactions_and_age(runner, redis_client):
+    runner.invoke(main, ["sites", "add", "blog", "--origin", "https://blog.example.com"])
+    record = json.loads(redis_client.hget("rx:sites", "blog"))
+    # The owner chose their own reaction set in the admin.
+    record["reactions"] = [{"id": "love", "emoji": "\N{HEAVY BLACK HEART}", "label": "Love"}]
+    redis_client.hset("rx:sites", "blog", json.dumps(record))
+
+    added = runner.invoke(
+        main,
+        ["sites", "origins", "add", "blog", "https://WWW.example.com/", "https://blog.example.com"],
+    )
+    assert added.exit_code == 0, added.output
+    assert "https://blog.example.com is allowed already." in added.output
+    assert "Site 'blog' allows https://blog.example.com, https://www.example.com." in added.output
+
+    removed = runner.invoke(
+        main, ["sites", "origins", "remove", "blog", "https://blog.example.com"]
+    )
+    assert removed.exit_code == 0, removed.output
+    assert "Site 'blog' allows https://www.example.com." in removed.output
+    after = json.loads(redis_client.hget("rx:sites", "blog"))
+    assert after["origins"] == ["https://www.example.com"]
+    assert after["reactions"] == record["reactions"]
+    assert after["created"] == record["created"] > 0
+    assert "blog\thttps://www.example.com" in runner.invoke(main, ["sites", "list"]).output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["remove", "blog", "https://blog.example.com", "https://www.example.com"], 1, "needs at least one origin; nothing changed"),
+        (["remove", "blog", "https://www.example.com", "https://other.example"], 1, "does not allow https://other.example (it allows https://blog.example.com, https://www.example.com); nothing changed"),
+        (["add", "blog", "https://new.example", "new.example"], 2, "must look like https://blog.example.com"),
+        (["remove", "blog", "https://www.example.com/path"], 2, "must not have a path"),
+        (["add", "blog"], 2, "Missing argument 'ORIGINS...'"),
+        (["add", "shop", "https://shop.example"], 1, "no site 'shop': add it with 'reactions sites add'"),
+        (["remove", "shop", "https://shop.example"], 1, "no site 'shop'"),
+    ],
+)  # fmt: skip
+def test_origin_changes_that_cannot_be_made_change_nothing(
+    runner, redis_client, args, code, message
+):
+    runner.invoke(
+        main,
+        ["sites", "add", "blog", "--origin", "https://blog.example.com", "--origin", "https://www.example.com"],
+    )  # fmt: skip
+    before = redis_client.hgetall("rx:sites")
+    result = runner.invoke(main, ["sites", "origins", *args])
+    assert result.exit_code == code
+    assert message in " ".join(result.output.split())
+    assert redis_client.hgetall("rx:sites") == before
+
+
+@pytest.mark.parametrize(
+    ("environment", "stored", "note"),
+    [
+        ("an-env-password-1", "", "password from REACTIONS_ADMIN_PASSWORD"),
+        ("an-env-password-1", "a-stored-password-2", "password from REACTIONS_ADMIN_PASSWORD"),
+        ("", "a-stored-password-2", "password set with 'reactions admin set-password'"),
+        ("", "", "no admin password yet: run 'reactions admin set-password' or set REACTIONS_ADMIN_PASSWORD"),
+    ],
+)  # fmt: skip
+def test_serve_says_where_the_admin_password_comes_from(
+    runner, redis_server, environment, stored, note
+):
+    if stored:
+        result = runner.invoke(main, ["admin", "set-password", "--password", stored])
+        assert result.exit_code == 0, result.output
+    conf = config.load({"REDIS_URL": redis_server.url, "REACTIONS_ADMIN_PASSWORD": environment})
+    assert admin_password_note(conf, redis_server.url).startswith(note)
 
 
 def test_sites_remove(runner, redis_client):
@@ -152,28 +242,115 @@ def test_a_refused_real_time_priority_leaves_the_embedded_redis_running_normally
         assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
 
 
-def test_serve_keeps_every_acknowledged_reaction_across_a_restart(tmp_path):
-    server = Server(tmp_path / "data").start()
+def alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gunicorn_pids(output: str) -> list[int]:
+    """The arbiter's and the workers' process ids, from gunicorn's log."""
+    return [
+        int(pid)
+        for pid in re.findall(r"Listening at: \S+ \((\d+)\)|Booting worker with pid: (\d+)", output)
+        for pid in pid
+        if pid
+    ]
+
+
+@pytest.mark.parametrize(
+    ("signum", "whole_group"),
+    [
+        pytest.param(signal.SIGTERM, False, id="SIGTERM to serve (systemd, Docker)"),
+        pytest.param(signal.SIGINT, False, id="SIGINT to serve (a process manager)"),
+        # serve runs in a session of its own (as under setsid), so its group is what a
+        # terminal's Ctrl-C reaches: serve, and whatever it did not put in another session.
+        pytest.param(signal.SIGINT, True, id="Ctrl-C in a terminal"),
+    ],
+)
+def test_serve_stops_on_a_signal_and_keeps_every_acknowledged_reaction(
+    tmp_path, signum, whole_group
+):
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        redis_pid = int((data / "redis.pid").read_text())
         for number in range(30):
             server.vote(f"reader-{number:03d}-zzzzzzzzzzzz", ["happy", "sad", "angry"][number % 3])
         server.vote("reader-000-zzzzzzzzzzzz", None)
         before = server.counts()
+        if whole_group:
+            os.killpg(server.process.pid, signum)
+        else:
+            server.process.send_signal(signum)
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
     finally:
-        code, output = server.stop()
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
     assert code == 0, output
-    assert "Demo page: http://127.0.0.1:" in output
+    assert "Traceback" not in output and "SystemExit" not in output, output
+    assert f"Demo page: {server.url}/demo" in output
+    assert f"Admin: {server.url}/admin/ (no admin password yet: run" in output
     assert re.search(r"Embedded Redis: data in \S+, (real-time|normal) priority", output)
     assert "Embedded Redis stopped." in output
-    assert not answers(socket_url(str(tmp_path / "data")))
-    assert (tmp_path / "data" / "appendonly.aof").stat().st_size > 0
+    processes = [redis_pid, *gunicorn_pids(output)]
+    assert len(processes) == 3, output  # Redis, gunicorn's arbiter, one worker
+    wait_until(lambda: not any(alive(pid) for pid in processes))
+    assert (data / "appendonly.aof").stat().st_size > 0
     assert before["happy"] == 9 and before["sad"] == 10 and before["angry"] == 10
 
-    again = Server(tmp_path / "data").start()
+    again = Server(data).start()
     try:
         assert again.counts() == before
     finally:
         again.stop()
+
+
+def test_a_second_ctrl_c_stops_serve_without_waiting_for_live_streams(tmp_path, redis_server):
+    """A reader's open live stream holds a graceful stop for up to 5 s; the operator who
+    presses Ctrl-C again does not wait for it."""
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    stream = urllib.request.urlopen(
+        f"{server.url}/api/v1/stream?site=demo&article=live", timeout=30
+    )
+    try:
+        assert stream.status == 200 and stream.readline().strip()  # the stream is open
+        os.killpg(server.process.pid, signal.SIGINT)
+        wait_until(lambda: "Stopping: open requests" in "".join(server.output))
+        os.killpg(server.process.pid, signal.SIGINT)
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
+    finally:
+        stream.close()
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    # gunicorn was stopped at once, before its arbiter could finish its graceful stop
+    assert "Handling signal: term" in output and "Shutting down: Master" not in output
+    gunicorn = gunicorn_pids(output)
+    wait_until(lambda: not any(alive(pid) for pid in gunicorn))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_gunicorn_does_not_outlive_a_killed_serve(tmp_path, redis_server):
+    """gunicorn runs outside serve's process group, so a kill of that group (or of serve
+    alone, by SIGKILL) no longer reaches it; it stops when serve dies all the same."""
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    try:
+        wait_until(lambda: len(gunicorn_pids("".join(server.output))) == 2)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        gunicorn = gunicorn_pids("".join(server.output))
+        wait_until(lambda: not any(alive(pid) for pid in gunicorn))
+    finally:
+        if server.process.poll() is None:
+            server.stop()
 
 
 def test_serve_with_redis_url_starts_no_embedded_redis(tmp_path, redis_server, redis_client):

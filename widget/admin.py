@@ -30,6 +30,7 @@ from flask import (
 )
 
 from . import security
+from .embed import embed_html
 from .errors import error_response
 from .reactions import (
     REACTION_ID,
@@ -169,11 +170,10 @@ def parse_origins(raw: str) -> tuple[str, ...]:
 
 
 def embed_snippet(site: Site) -> str:
-    server = request.host_url.rstrip("/")
-    return (
-        f'<script src="{server}/embed.js" data-site="{site.name}" async></script>\n'
-        '<emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>'
-    )
+    """With REACTIONS_PUBLIC_URL, the snippet names that address; without it, the address
+    this admin page was opened at (behind trusted proxies, the one the browser used)."""
+    server = current_app.config["REACTIONS_PUBLIC_URL"] or request.url_root
+    return embed_html(server, site.name)
 
 
 @bp.get("/")

@@ -10,18 +10,23 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import click
 import redis
 
 from . import __version__, config
+from .embed import embed_html
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
-from .store import Site, Store, connect
+from .store import SELF_ORIGIN, Site, Store, connect
 from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, WordpressExport, read_export
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
+# What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOPPING = "Stopping: open requests and live streams have 5 s to finish (Ctrl-C again: at once).\n"
 
 
 def settings() -> dict:
@@ -57,8 +62,8 @@ def main() -> None:
     """reactions: a self-hosted emoji-reaction bar counted in Redis.
 
     Settings come from the environment: REDIS_URL (unset: an embedded Redis in
-    REACTIONS_DATA_DIR, default ./var), REACTIONS_SECRET_KEY, REACTIONS_APPENDFSYNC,
-    REACTIONS_REDIS_PRIORITY.
+    REACTIONS_DATA_DIR, default ./var), REACTIONS_PUBLIC_URL, REACTIONS_SECRET_KEY,
+    REACTIONS_ADMIN_PASSWORD, REACTIONS_APPENDFSYNC, REACTIONS_REDIS_PRIORITY.
     """
 
 
@@ -87,24 +92,85 @@ def serve(
     """Run the server under gunicorn.
 
     Without REDIS_URL it first starts the embedded Redis (AOF persistence in
-    REACTIONS_DATA_DIR) and stops it again when the server stops (Ctrl-C or SIGTERM).
+    REACTIONS_DATA_DIR). Ctrl-C, SIGINT, SIGTERM or SIGHUP stop gunicorn gracefully (open
+    requests finish, 5 s at most; a second signal stops it at once), then the embedded
+    Redis, and exit 0.
     """
     conf = settings()
     env = dict(os.environ)
-    embedded = None
-    if not conf["REDIS_URL"]:
-        embedded = EmbeddedRedis(
-            conf["REACTIONS_DATA_DIR"],
-            conf["REACTIONS_APPENDFSYNC"],
-            priority=conf["REACTIONS_REDIS_PRIORITY"],
-        )
-        try:
-            embedded.start()
-        except EmbeddedRedisError as error:
-            raise click.ClickException(str(error)) from None
-        env["REDIS_URL"] = embedded.url
-        click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
+    stopping: list[int] = []
+    server: subprocess.Popen | None = None
 
+    def stop(signum, _frame):
+        stopping.append(signum)
+        if server is None or server.poll() is not None:
+            return
+        if len(stopping) == 1:
+            server.send_signal(signal.SIGTERM)
+            # os.write: a print here could interrupt a print of the main thread's
+            os.write(sys.stderr.fileno(), STOPPING.encode())
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+
+    previous = {
+        signum: signal.signal(signum, stop)
+        for signum in STOP_SIGNALS
+        # under nohup, closing the terminal must not stop the server
+        if not (signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN)
+    }
+    embedded = None
+    returncode = 0
+    try:
+        if not conf["REDIS_URL"]:
+            embedded = EmbeddedRedis(
+                conf["REACTIONS_DATA_DIR"],
+                conf["REACTIONS_APPENDFSYNC"],
+                priority=conf["REACTIONS_REDIS_PRIORITY"],
+            )
+            try:
+                embedded.start()
+            except EmbeddedRedisError as error:
+                raise click.ClickException(str(error)) from None
+            env["REDIS_URL"] = embedded.url
+            click.echo(f"Embedded Redis: data in {embedded.data_dir}, {embedded.priority_note}")
+        password = admin_password_note(conf, env["REDIS_URL"])
+        if not stopping:
+            server = start_gunicorn(host, port, workers, worker_class, connections, threads, env)
+            if stopping:  # a signal came while gunicorn started
+                server.send_signal(signal.SIGTERM)
+            shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+            if wait_until_up(f"{base}/healthz", server):
+                click.echo(f"Demo page: {base}/demo")
+                click.echo(f"Admin: {base}/admin/ ({password})")
+                click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
+            returncode = server.wait()
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait()
+        if embedded:
+            embedded.stop()
+            click.echo("Embedded Redis stopped.")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if returncode and not stopping:
+        sys.exit(returncode)
+
+
+def start_gunicorn(
+    host: str,
+    port: int,
+    workers: int,
+    worker_class: str,
+    connections: int,
+    threads: int,
+    env: dict,
+) -> subprocess.Popen:
+    """gunicorn in its own session: a terminal's Ctrl-C reaches `reactions serve` alone,
+    which stops gunicorn with SIGTERM (graceful). gunicorn's own SIGINT is a quick shutdown
+    that makes gevent workers print a SystemExit traceback."""
     args = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
@@ -117,39 +183,52 @@ def serve(
         "--config", f"file:{GUNICORN_CONF}",
         "widget:create_app()",
     ]  # fmt: skip
-    server = subprocess.Popen(args, env=env)
-    stopping = []
+    return subprocess.Popen(
+        args, env=env, start_new_session=True, preexec_fn=stop_with_parent(os.getpid())
+    )
 
-    def stop(signum, _frame):
-        stopping.append(signum)
-        server.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+def stop_with_parent(parent: int):
+    """What the child runs before gunicorn starts (Linux): SIGTERM when `reactions serve`
+    dies, even by SIGKILL, so that gunicorn, outside its process group, never outlives it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
+def admin_password_note(conf: dict, url: str) -> str:
+    """Where the admin password comes from, or how to set one, for `serve` to print."""
+    if conf["REACTIONS_ADMIN_PASSWORD"]:
+        return "password from REACTIONS_ADMIN_PASSWORD"
     try:
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-        if wait_until_up(f"{base}/healthz", server):
-            click.echo(f"Demo page: {base}/demo")
-        returncode = wait_for(server)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if server.poll() is None:
-            server.terminate()
-            server.wait()
-        if embedded:
-            embedded.stop()
-            click.echo("Embedded Redis stopped.")
-    if returncode and not stopping:
-        sys.exit(returncode)
+        stored = Store(connect(url, conf["REACTIONS_REDIS_TIMEOUT"] * 4)).admin_password_hash()
+    except redis.RedisError as error:
+        return f"could not read the stored admin password: {error}"
+    if stored:
+        return "password set with 'reactions admin set-password'"
+    return (
+        "no admin password yet: run 'reactions admin set-password' or set "
+        "REACTIONS_ADMIN_PASSWORD, then log in"
+    )
 
 
-def wait_for(server: subprocess.Popen) -> int:
-    while True:
-        try:
-            return server.wait()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to gunicorn too; let it finish its requests.
-            continue
+def public_url_note(public_url: str) -> str:
+    if public_url:
+        return f"Embed snippets load {public_url}/embed.js (REACTIONS_PUBLIC_URL)."
+    return (
+        "REACTIONS_PUBLIC_URL is not set: the admin's embed snippets use the address its "
+        "page is opened at."
+    )
 
 
 def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 30.0) -> bool:
@@ -168,6 +247,19 @@ def sites() -> None:
     """Register the sites that may embed the bar."""
 
 
+def parse_origins(origins: tuple[str, ...]) -> tuple[str, ...]:
+    """Origins as the browser sends them, each once (`self`: this server's own origin, as in
+    the admin); bad input is a usage error (exit 2)."""
+    try:
+        return tuple(dict.fromkeys(o if o == SELF_ORIGIN else validate_origin(o) for o in origins))
+    except ReactionsError as error:
+        raise click.BadParameter(error.detail, param_hint="origin") from None
+
+
+def shown_origins(site: Site) -> str:
+    return ", ".join("(this server's own origin)" if o == SELF_ORIGIN else o for o in site.origins)
+
+
 @sites.command("add")
 @click.argument("name")
 @click.option(
@@ -175,23 +267,98 @@ def sites() -> None:
     help="An origin whose pages may send reactions, e.g. https://blog.example.com (repeat).",
 )  # fmt: skip
 def sites_add(name: str, origins: tuple[str, ...]) -> None:
-    """Register site NAME (or replace its origins)."""
+    """Register a new site NAME and print the snippet to embed.
+
+    An existing site is left alone: change its origins with 'reactions sites origins'.
+    """
     try:
         site_name = validate_site(name)
-        allowed = tuple(dict.fromkeys(validate_origin(o) for o in origins))
     except ReactionsError as error:
-        raise click.BadParameter(error.detail) from None
+        raise click.BadParameter(error.detail, param_hint="NAME") from None
+    allowed = parse_origins(origins)
     with open_store() as store:
         existing = store.get_site(site_name)
-        reactions = existing.reactions if existing else Site(site_name, ()).reactions
-        site = store.save_site(Site(site_name, allowed, reactions))
-    click.echo(f"Site '{site.name}' allows {', '.join(site.origins)}.")
+        if existing:
+            raise click.ClickException(
+                f"site '{site_name}' exists already (allows {shown_origins(existing)}); "
+                f"change its origins with 'reactions sites origins add {site_name} ORIGIN' "
+                f"or 'reactions sites origins remove {site_name} ORIGIN'"
+            )
+        site = store.save_site(Site(site_name, allowed))
+    click.echo(f"Site '{site.name}' allows {shown_origins(site)}.")
+    public_url = settings()["REACTIONS_PUBLIC_URL"]
     click.echo("Embed it with:")
-    click.echo(
-        '  <script src="https://YOUR-REACTIONS-SERVER/embed.js" '
-        f'data-site="{site.name}" async></script>'
-    )
-    click.echo('  <emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>')
+    snippet = embed_html(public_url or "https://YOUR-REACTIONS-SERVER", site.name)
+    click.echo("".join(f"  {line}\n" for line in snippet.splitlines()), nl=False)
+    if not public_url:
+        click.echo(
+            "Replace YOUR-REACTIONS-SERVER with this server's public address, or set "
+            "REACTIONS_PUBLIC_URL (e.g. https://reactions.example.com) and every snippet "
+            "names it."
+        )
+
+
+@sites.group("origins")
+def sites_origins() -> None:
+    """Change which origins may send reactions to a registered site."""
+
+
+def change_origins(name: str, change) -> None:
+    """Apply `change(site) -> origins` to site NAME's record, keeping its reaction set and
+    creation time, and show the result."""
+    with open_store() as store:
+        site = store.get_site(name)
+        if site is None:
+            raise click.ClickException(f"no site '{name}': add it with 'reactions sites add'")
+        site = store.save_site(replace(site, origins=change(site)))
+    click.echo(f"Site '{site.name}' allows {shown_origins(site)}.")
+
+
+@sites_origins.command("add")
+@click.argument("name")
+@click.argument("origins", nargs=-1, required=True)
+def sites_origins_add(name: str, origins: tuple[str, ...]) -> None:
+    """Allow ORIGINS to send reactions to site NAME too.
+
+    For example: reactions sites origins add blog https://www.example.com
+    """
+    added = parse_origins(origins)
+
+    def add(site: Site) -> tuple[str, ...]:
+        for origin in added:
+            if origin in site.origins:
+                click.echo(f"{origin} is allowed already.")
+        return tuple(dict.fromkeys(site.origins + added))
+
+    change_origins(name, add)
+
+
+@sites_origins.command("remove")
+@click.argument("name")
+@click.argument("origins", nargs=-1, required=True)
+def sites_origins_remove(name: str, origins: tuple[str, ...]) -> None:
+    """Stop accepting reactions from ORIGINS for site NAME.
+
+    Nothing changes when one of them is not allowed, or when none would be left.
+    """
+    removed = parse_origins(origins)
+
+    def remove(site: Site) -> tuple[str, ...]:
+        absent = [o for o in removed if o not in site.origins]
+        if absent:
+            raise click.ClickException(
+                f"site '{site.name}' does not allow {', '.join(absent)} (it allows "
+                f"{shown_origins(site)}); nothing changed"
+            )
+        left = tuple(o for o in site.origins if o not in removed)
+        if not left:
+            raise click.ClickException(
+                f"site '{site.name}' needs at least one origin; nothing changed. To stop "
+                f"accepting its reactions, remove the site: 'reactions sites remove {site.name}'"
+            )
+        return left
+
+    change_origins(name, remove)
 
 
 @sites.command("list")
@@ -199,10 +366,7 @@ def sites_list() -> None:
     """Show every site and its allowed origins."""
     with open_store() as store:
         for site in store.list_sites():
-            origins = ", ".join(
-                "(this server's own origin)" if o == "self" else o for o in site.origins
-            )
-            click.echo(f"{site.name}\t{origins}")
+            click.echo(f"{site.name}\t{shown_origins(site)}")
 
 
 @sites.command("remove")
@@ -231,7 +395,7 @@ def admin_set_password(password: str) -> None:
         raise click.BadParameter("use at least 10 characters", param_hint="password")
     with open_store() as store:
         store.set_admin_password_hash(hash_password(password))
-    click.echo("Admin password saved. Log in at /admin/.")
+    click.echo(f"Admin password saved. Log in at {settings()['REACTIONS_PUBLIC_URL']}/admin/.")
 
 
 @main.group("import")

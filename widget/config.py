@@ -25,6 +25,7 @@ DEFAULTS = {
     "REACTIONS_RATE_PER_MINUTE": 60,
     "REACTIONS_SITE_RATE_PER_SECOND": 500,
     "REACTIONS_NEW_ARTICLES_PER_HOUR": 500,
+    "REACTIONS_PUBLIC_URL": "",
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -47,6 +48,32 @@ def _number(name: str, raw: object, kind: type, minimum: float, maximum: float):
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _public_url(raw: str) -> str:
+    """The address readers' browsers reach this server at, as pasted into embed snippets:
+    `https://host[:port][/prefix]`, kept without its trailing slash."""
+    parts = urlsplit(raw)
+    try:
+        parts.port  # noqa: B018 - raises ValueError unless the port is a number up to 65535
+        valid = (
+            parts.scheme.lower() in ("http", "https")
+            and bool(parts.hostname)
+            and parts.username is None
+            and not parts.query
+            and not parts.fragment
+            and not raw.endswith(("?", "#"))
+            # pasted into an HTML attribute by the snippets
+            and not any(c.isspace() or c in "\"'<>`\\" for c in raw)
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            "REACTIONS_PUBLIC_URL must be an absolute http(s) URL such as "
+            f"https://reactions.example.com or https://example.com/reactions, got {raw!r}"
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
 def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = None) -> dict:
@@ -98,5 +125,7 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
     secret = settings["REACTIONS_SECRET_KEY"]
     if secret and len(secret) < 16:
         raise ConfigError("REACTIONS_SECRET_KEY must be at least 16 characters long")
+    if settings["REACTIONS_PUBLIC_URL"]:
+        settings["REACTIONS_PUBLIC_URL"] = _public_url(settings["REACTIONS_PUBLIC_URL"])
     settings["REACTIONS_DATA_DIR"] = os.path.abspath(settings["REACTIONS_DATA_DIR"])
     return settings

@@ -6,7 +6,17 @@ import hashlib
 import os
 from functools import cache
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException, NotFound
 
 from . import resource_dir
 
@@ -17,6 +27,15 @@ EMBED_PATH = os.path.join(resource_dir("static"), "js", "embed.min.js")
 # Short enough that a new release reaches readers soon; versioned URLs are immutable.
 EMBED_MAX_AGE = 300
 IMMUTABLE_MAX_AGE = 365 * 24 * 3600
+
+
+def embed_html(server_url: str, site: str) -> str:
+    """The two lines a site owner pastes into their pages, for a server reached at
+    `server_url` (its public address, with any path prefix)."""
+    return (
+        f'<script src="{server_url.rstrip("/")}/embed.js" data-site="{site}" async></script>\n'
+        '<emoji-reactions data-article="ARTICLE-ID"></emoji-reactions>'
+    )
 
 
 @cache
@@ -86,6 +105,24 @@ def demo_headers(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = DEMO_CSP
         response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
     return response
+
+
+@bp.before_app_request
+def drop_trailing_slash():
+    """`/demo/`, `/demo/blog/`, `/admin/login/`: a GET for a page that exists without the
+    trailing slash is sent there (308) rather than answered 404."""
+    missing = isinstance(request.routing_exception, NotFound)
+    if not missing or request.method not in ("GET", "HEAD"):
+        return None
+    path = request.path.rstrip("/")
+    if not path or path == request.path:
+        return None
+    try:
+        current_app.create_url_adapter(request).match(path, method=request.method)
+    except HTTPException:  # not there either (or only with its slash)
+        return None
+    query = request.query_string.decode("latin-1")
+    return redirect(request.script_root + path + (f"?{query}" if query else ""), code=308)
 
 
 @bp.get("/")

@@ -133,8 +133,8 @@ class EmbeddedRedis:
             "--logfile", "redis.log",
             "--pidfile", os.path.join(self.data_dir, "redis.pid"),
         ]  # fmt: skip
-        # Its own session: Ctrl-C in a terminal reaches gunicorn, which finishes its requests
-        # before `reactions serve` stops Redis; Redis must not vanish under those requests.
+        # Its own session: a terminal's Ctrl-C must not stop Redis before `reactions serve`
+        # has stopped gunicorn, whose open requests still need it.
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not answers(self.url):
