@@ -15,7 +15,7 @@
   const api = new URL('api/v1/reactions', script?.src || location.href).href;
   const bars = new Map(); // "site article" -> Set of elements showing it
   const links = new Map(); // "site article" -> live connection state
-  let pending = new Map(); // site -> Set of articles waiting for the batch GET
+  const pending = new Map(); // site -> Set of articles waiting for the batch GET
   let memory = {};
 
   // The reader's token and choices, in localStorage (no cookies); memory when it is blocked.
@@ -61,6 +61,7 @@
   const request = (url, options) => fetch(url, { credentials: 'omit', signal: AbortSignal.timeout(8e3), ...options })
     .then((r) => r.json().then((body) => (r.ok ? body : Promise.reject(body))));
 
+  const add = (map, key, value) => map.set(key, (map.get(key) || new Set()).add(value));
   const show = (site, article, data) => (bars.get(site + ' ' + article) || []).forEach((bar) => bar.update(data));
 
   // One GET for all the bars on the page (50 articles a request).
@@ -74,7 +75,7 @@
           .then((articles) => part.forEach((a) => show(site, a, articles[a])));
       }
     });
-    pending = new Map();
+    pending.clear();
   };
 
   // Live counts: one EventSource per article while one of its bars is on screen and the tab is
@@ -111,7 +112,7 @@
     });
     source.onerror = () => {
       stop(link);
-      later(link, Math.min(3e4, 500 * 2 ** ++link.fails), again);
+      later(link, 500 * 2 ** ++link.fails, again); // 1 s, 2 s, 4 s, 8 s, then polls
     };
   };
   const seen = new IntersectionObserver((entries) => entries.forEach((entry) => {
@@ -130,7 +131,7 @@ container-type:inline-size}\
 --rx-fill:#4a2a14;--rx-accent:#fdba74}}\
 div{--c:var(--n);display:grid;gap:6px;grid:auto-flow 66px/repeat(var(--c),minmax(0,1fr))}\
 @container (width>=42em){div{--c:var(--w)}}\
-button{position:relative;display:grid;place-content:center;padding:0 4px;border:1px solid var(--rx-line);\
+button{position:relative;display:grid;place-content:center;border:1px solid var(--rx-line);\
 border-radius:12px;background:var(--rx-bg);color:inherit;font:inherit;cursor:pointer;overflow:hidden}\
 :hover,[aria-pressed=true]{border-color:var(--rx-accent)}\
 :focus-visible{outline:2px solid var(--rx-accent)}\
@@ -146,9 +147,9 @@ p{margin:4px 0 0}p:empty{display:none}\
     sheet.replaceSync(CSS);
   } catch (e) { sheet = 0; }
 
-  const el = (tag, text, part) => {
+  const el = (tag, text = '', part) => {
     const node = doc.createElement(tag);
-    if (text) node.textContent = text;
+    node.textContent = text;
     if (part) node.part = part;
     return node;
   };
@@ -195,11 +196,11 @@ p{margin:4px 0 0}p:empty{display:none}\
       this.url = data.url || (own ? page : undefined);
       this.heading = data.title || (own ? doc.title : undefined);
       this.key = this.site + ' ' + this.article;
-      bars.set(this.key, (bars.get(this.key) || new Set()).add(this));
+      add(bars, this.key, this);
       seen.observe(this);
       if (this.data) return;
       if (!pending.size) setTimeout(flush);
-      pending.set(this.site, (pending.get(this.site) || new Set()).add(this.article));
+      add(pending, this.site, this.article);
     }
 
     update(data) {
