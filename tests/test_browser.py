@@ -262,6 +262,19 @@ def total(client, article, site="blog"):
     [
         # A single post: one bar right after it.
         ("<main><article><h1>Post</h1></article><footer>f</footer></main>", ["ARTICLE"]),
+        # Its comments are articles too: nested, as HTML's example has them, or WordPress's.
+        (
+            "<main><article><h1>Post</h1><p>Text</p><section><h2>Comments</h2>"
+            "<article><p>First!</p></article><article><p>Nice</p></article>"
+            "</section></article></main>",
+            ["ARTICLE"],
+        ),
+        (
+            "<main><article><h1>Post</h1></article><ol class='comment-list'><li class='comment'>"
+            "<article class='comment-body'>First!</article></li><li class='comment'>"
+            "<article class='comment-body'>Nice</article></li></ol></main>",
+            ["ARTICLE"],
+        ),
         # Home, category, search: a list of posts is no article to count.
         ("<main><article><h2>One</h2></article><article><h2>Two</h2></article></main>", []),
         # A page that is no article at all (contact, about): nothing to place it after.
@@ -273,7 +286,14 @@ def total(client, article, site="blog"):
             ["H2"],
         ),
     ],
-    ids=["one-article", "a-list", "no-article", "explicit-on-a-list"],
+    ids=[
+        "one-article",
+        "with-nested-comments",
+        "with-wordpress-comments",
+        "a-list",
+        "no-article",
+        "explicit-on-a-list",
+    ],
 )
 def test_a_bar_is_placed_by_itself_only_on_a_page_that_is_one_article(
     page, live_server, store, html, bars_after

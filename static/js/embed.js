@@ -266,9 +266,10 @@ p{margin:4px 0 0}p:empty{display:none}\
   });
 
   // No element on the page: a bar after the page's <article> when it is the only one. A list
-  // of articles (home, category, search) or a page with none is no article to count.
+  // of articles (home, category, search) or a page with none is no article to count. Comments
+  // are articles too: nested in the post's (as HTML's own example does) or WordPress's.
   const place = () => {
-    const articles = doc.querySelectorAll('article');
+    const articles = doc.querySelectorAll('article:not(article article,.comment-body)');
     if (!doc.querySelector(TAG) && articles.length == 1) articles[0].after(doc.createElement(TAG));
   };
   if (doc.readyState == 'loading') doc.addEventListener('DOMContentLoaded', place);
