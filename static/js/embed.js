@@ -80,8 +80,7 @@
 
   // Live counts: one EventSource per article while one of its bars is on screen and the tab is
   // visible. After repeated failures it polls instead; the browser revalidates (the counts
-  // are `no-cache`: 304s).
-  // Of a bar or a link: the article's key, site and article.
+  // are `no-cache`: 304s). watch() takes a bar or a link: both have key, site and article.
   const watch = ({ key, site, article }) => {
     const wanted = live != 'off' && !doc.hidden && [...(bars.get(key) || [])].some((bar) => bar.visible);
     const link = links.get(key) || { key, site, article, fails: 0 };
@@ -100,8 +99,8 @@
     const again = () => watch(link);
     const shown = (data) => show(link.site, link.article, data);
     if (link.fails > 3 || live == 'poll') {
-      // For the rest of the page's life: four failed streams in a row are a proxy without
-      // streaming more often than an outage.
+      // For the rest of the page's life: four streams failing in a row are more often a
+      // proxy that buffers them than an outage.
       later(link, pollMs, () => request(api + '?' + query).then(shown, () => shown()).finally(again));
       return;
     }
