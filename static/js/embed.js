@@ -185,9 +185,9 @@ p{margin:4px 0 0}p:empty{display:none}\
         this.chain = Promise.resolve();
       }
       // The canonical URL is the page's identity, query and all (WordPress's plain permalinks
-      // are ?p=123); the address bar's query is only tracking and state.
-      const page = (doc.querySelector('link[rel=canonical]')?.href || location.origin + location.pathname)
-        .split('#')[0];
+      // are ?p=123; the server drops a fragment); the address bar's query is only tracking and
+      // state.
+      const page = doc.querySelector('link[rel=canonical]')?.href || location.origin + location.pathname;
       // Title and URL describe the article only when this bar is the page's own.
       const own = !data.article || doc.querySelectorAll(TAG).length == 1;
       this.site = data.site || option('site');
