@@ -1,5 +1,6 @@
 """The widget in a real headless Chromium, as a reader and a site owner see it."""
 
+import contextlib
 import re
 
 import pytest
@@ -347,10 +348,10 @@ def test_plain_permalinks_count_each_post_apart(browser, live_server, client, st
     assert total(client, f"{live_server.url}/blog/") == 0
 
 
-@pytest.mark.parametrize("allowed", [False, True], ids=["origin-not-allowed", "allowed"])
-def test_a_page_on_an_origin_the_site_does_not_allow_says_so(
-    browser, live_server, client, store, redis_client, allowed
-):
+@contextlib.contextmanager
+def a_reaction_from_another_origin(browser, live_server, store, allowed: bool):
+    """A reader clicks Happy on a page on another origin, which site `blog` allows or not:
+    yields the page, its origin and the console's warnings."""
     html = (
         '<article><h1>Post</h1><emoji-reactions data-article="elsewhere"></emoji-reactions>'
         f'</article><script src="{live_server.url}/embed.js" data-site="blog" async></script>'
@@ -359,24 +360,39 @@ def test_a_page_on_an_origin_the_site_does_not_allow_says_so(
     page = context.new_page()
     warnings = []
     page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
-    with host_page(html) as url:
-        origin = url.rstrip("/")
-        store.save_site(Site("blog", (origin if allowed else "https://blog.example",)))
-        page.goto(url)
-        wait_for_bar(page)
-        button(page, "Happy").click()
-        if allowed:
-            wait_for_percents(page, ["100%", "0%", "0%", "0%", "0%", "0%"])
-            assert total(client, "elsewhere") == 1 and warnings == []
-        else:
-            status = page.locator("emoji-reactions").get_by_role("status")
-            expect(status).to_have_text(f"reactions are not allowed on {origin[7:]}")
-            assert pressed(page) == [] and percents(page) == ["0%"] * 6
-            wait_until(lambda: warnings)
-            assert f"origin {origin} is not allowed for site 'blog'" in warnings[0]
-            assert f"reactions sites origins add blog {origin}" in warnings[0]
-            assert [k for k in redis_client.scan_iter() if "elsewhere" in k] == []
-    context.close()
+    try:
+        with host_page(html) as url:
+            origin = url.rstrip("/")
+            store.save_site(Site("blog", (origin if allowed else "https://blog.example",)))
+            page.goto(url)
+            wait_for_bar(page)
+            button(page, "Happy").click()
+            yield page, origin, warnings
+    finally:
+        context.close()
+
+
+def test_a_page_on_an_origin_the_site_does_not_allow_says_so(
+    browser, live_server, store, redis_client
+):
+    with a_reaction_from_another_origin(browser, live_server, store, allowed=False) as seen:
+        page, origin, warnings = seen
+        status = page.locator("emoji-reactions").get_by_role("status")
+        expect(status).to_have_text(f"reactions are not allowed on {origin.split('//')[1]}")
+        assert pressed(page) == [] and percents(page) == ["0%"] * 6
+        wait_until(lambda: warnings)
+    assert f"origin {origin} is not allowed for site 'blog'" in warnings[0]
+    assert f"reactions sites origins add blog {origin}" in warnings[0]
+    assert list(redis_client.scan_iter("rx:{blog}:*")) == []  # not one key of the site
+
+
+def test_a_page_on_an_allowed_origin_counts(browser, live_server, client, store, redis_client):
+    with a_reaction_from_another_origin(browser, live_server, store, allowed=True) as seen:
+        page, _, warnings = seen
+        wait_for_percents(page, ["100%", "0%", "0%", "0%", "0%", "0%"])
+        wait_until(lambda: total(client, "elsewhere") == 1)
+    assert warnings == []
+    assert list(redis_client.scan_iter("rx:{blog}:*")) != []
 
 
 def open_demo(browser, url):
