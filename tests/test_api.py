@@ -115,14 +115,16 @@ def test_post_answers_with_the_exact_origin(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_errors_after_the_origin_check_are_readable_by_that_page_only(client):
+def test_errors_of_a_vote_are_readable_by_the_page_that_sent_it_only(client):
     bad_reader = vote(client, "happy", reader="short")
     assert bad_reader.status_code == 400
     assert bad_reader.headers.getlist("Access-Control-Allow-Origin") == [ORIGIN]
     assert bad_reader.headers["Vary"] == "Origin"
+    # A page the site does not allow may read its refusal, so its bar can say why.
     stranger = vote(client, "happy", origin="https://elsewhere.example")
     assert stranger.status_code == 403
-    assert "Access-Control-Allow-Origin" not in stranger.headers
+    assert stranger.headers.getlist("Access-Control-Allow-Origin") == ["https://elsewhere.example"]
+    assert stranger.headers["Vary"] == "Origin"
     read = client.get("/api/v1/reactions?site=demo&article=first-post")
     assert read.headers.getlist("Access-Control-Allow-Origin") == ["*"]
 
@@ -211,7 +213,9 @@ def test_a_registered_site_accepts_its_origins_only(client, store, redis_client)
     refused = vote(client, "sad", site="blog", origin="https://evil.example", article="new")
     assert refused.status_code == 403
     assert refused.get_json()["error"] == "origin_not_allowed"
-    assert "Access-Control-Allow-Origin" not in refused.headers
+    # Readable by the refused page, so its bar can say why; nothing was written.
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://evil.example"
+    assert "reactions sites origins add blog https://evil.example" in refused.get_json()["detail"]
     assert {key: redis_client.dump(key) for key in site_keys(redis_client)} == before
 
 

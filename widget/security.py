@@ -42,8 +42,18 @@ def require_allowed_origin(request: Request, site: Site) -> str:
     if not site.allows(origin, own_origin(request)):
         if not origin:
             raise OriginNotAllowed("writes must come from a browser page (Origin header)")
-        raise OriginNotAllowed(f"origin {origin} is not allowed for site '{site.name}'")
+        raise OriginNotAllowed(
+            f"origin {origin} is not allowed for site '{site.name}'; its owner can allow it "
+            f"with: reactions sites origins add {site.name} {origin}"
+        )
     return origin
+
+
+def readable_origin(request: Request) -> str | None:
+    """The page's origin when it is one a browser may be told it can read the answer: an
+    http(s) origin, as the preflight allows; never `null` or a missing one."""
+    origin = request.headers.get("Origin", "")
+    return origin if origin.startswith(("http://", "https://")) else None
 
 
 # Self-declared bots, crawlers, link previews, headless browsers and HTTP libraries: they may
@@ -85,9 +95,9 @@ def preflight(request: Request) -> Response:
     """Answer a write preflight for any http(s) origin; the POST itself is checked against
     the site's allowlist, which the preflight (no body) cannot know."""
     response = Response(status=204)
-    origin = request.headers.get("Origin", "")
+    origin = readable_origin(request)
     response.vary.add("Origin")
-    if origin.startswith(("http://", "https://")):
+    if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"

@@ -9,13 +9,13 @@
 
   const doc = document;
   const script = doc.currentScript;
-  const option = (name, fallback) => script?.getAttribute('data-' + name) || fallback;
+  const option = (name, fallback) => script?.dataset[name] || fallback;
   const live = option('live', 'stream'); // stream | poll | off
   const pollMs = Math.max(2, +option('poll', 10) || 10) * 1e3;
   const api = new URL('api/v1/reactions', script?.src || location.href).href;
   const bars = new Map(); // "site article" -> Set of elements showing it
   const links = new Map(); // "site article" -> live connection state
-  let pending = new Map(); // site -> Set of articles waiting for the batch GET
+  const pending = new Map(); // site -> Set of articles waiting for the batch GET
   let memory = {};
 
   // The reader's token and choices, in localStorage (no cookies); memory when it is blocked.
@@ -29,7 +29,7 @@
   const reader = () => {
     const state = load();
     if (!state.t) {
-      state.t = Array.from(crypto.getRandomValues(new Uint32Array(4)), (n) => (n + 2 ** 32).toString(36)).join('_');
+      state.t = crypto.getRandomValues(new Uint32Array(4)).join('_'); // 128 bits
       save(state);
     }
     return state.t;
@@ -57,9 +57,11 @@
     return out;
   };
 
+  // Rejects with the server's {error, detail} (or whatever failed first).
   const request = (url, options) => fetch(url, { credentials: 'omit', signal: AbortSignal.timeout(8e3), ...options })
-    .then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
+    .then((r) => r.json().then((body) => (r.ok ? body : Promise.reject(body))));
 
+  const add = (map, key, value) => map.set(key, (map.get(key) || new Set()).add(value));
   const show = (site, article, data) => (bars.get(site + ' ' + article) || []).forEach((bar) => bar.update(data));
 
   // One GET for all the bars on the page (50 articles a request).
@@ -69,19 +71,19 @@
       for (let i = 0; i < list.length; i += 50) {
         const part = list.slice(i, i + 50);
         request(`${api}/batch?` + new URLSearchParams([['site', site], ...part.map((a) => ['article', a])]))
-          .then((body) => part.forEach((a) => show(site, a, body.articles[a])))
-          .catch(() => part.forEach((a) => show(site, a, null)));
+          .then((body) => body.articles, () => ({})) // then every bar says it is unavailable
+          .then((articles) => part.forEach((a) => show(site, a, articles[a])));
       }
     });
-    pending = new Map();
+    pending.clear();
   };
 
   // Live counts: one EventSource per article while one of its bars is on screen and the tab is
-  // visible. After repeated failures it polls instead; the browser revalidates (304s).
-  const watch = (site, article) => {
-    const key = site + ' ' + article;
+  // visible. After repeated failures it polls instead; the browser revalidates (the counts
+  // are `no-cache`: 304s). watch() takes a bar or a link: both have key, site and article.
+  const watch = ({ key, site, article }) => {
     const wanted = live != 'off' && !doc.hidden && [...(bars.get(key) || [])].some((bar) => bar.visible);
-    const link = links.get(key) || { site, article, fails: 0, polls: 0 };
+    const link = links.get(key) || { key, site, article, fails: 0 };
     links.set(key, link);
     if (!wanted) stop(link);
     else if (!link.source && !link.timer) connect(link);
@@ -94,64 +96,67 @@
   const later = (link, ms, run) => link.timer = setTimeout(() => run(link.timer = null), ms);
   const connect = (link) => {
     const query = new URLSearchParams({ site: link.site, article: link.article });
-    const again = () => watch(link.site, link.article);
+    const again = () => watch(link);
+    const shown = (data) => show(link.site, link.article, data);
     if (link.fails > 3 || live == 'poll') {
-      later(link, pollMs, () => request(api + '?' + query, { cache: 'no-cache' })
-        .then((data) => show(link.site, link.article, data), () => show(link.site, link.article))
-        .finally(() => {
-          if (++link.polls > 30) link.fails = link.polls = 0; // then try streaming again
-          again();
-        }));
+      // For the rest of the page's life: four streams failing in a row are more often a
+      // proxy that buffers them than an outage.
+      later(link, pollMs, () => request(api + '?' + query).then(shown, () => shown()).finally(again));
       return;
     }
     const source = link.source = new EventSource(api.replace(/reactions$/, 'stream?') + query);
     source.addEventListener('counts', (event) => {
       link.fails = 0;
-      show(link.site, link.article, JSON.parse(event.data));
+      shown(JSON.parse(event.data));
     });
     source.onerror = () => {
       stop(link);
-      later(link, Math.min(3e4, 500 * 2 ** ++link.fails), again);
+      later(link, 500 * 2 ** ++link.fails, again); // 1 s, 2 s, 4 s, 8 s, then polls
     };
   };
   const seen = new IntersectionObserver((entries) => entries.forEach((entry) => {
     entry.target.visible = entry.isIntersecting;
-    watch(entry.target.site, entry.target.article);
+    watch(entry.target);
   }));
-  doc.addEventListener('visibilitychange', () => links.forEach((link) => watch(link.site, link.article)));
+  doc.addEventListener('visibilitychange', () => links.forEach(watch));
 
-  const CSS = `:host{display:block;min-height:5.2rem;font:15px/1.2 system-ui,sans-serif;--rx-ink:#1f2328;
---rx-bg:#fff;--rx-line:#d0d7de;--rx-fill:#fde7d4;--rx-accent:#c2410c;color:var(--rx-ink);
-container-type:inline-size}
-@media (prefers-color-scheme:dark){:host{--rx-ink:#e6e1d9;--rx-bg:#202124;--rx-line:#3c4043;
---rx-fill:#4a2a14;--rx-accent:#fdba74}}
-div{display:flex;gap:.4rem;overflow-x:auto}
-button{position:relative;display:grid;justify-items:center;gap:.15rem;min-width:4.4rem;padding:.4rem;
-border:1px solid var(--rx-line);border-radius:.8rem;background:var(--rx-bg);color:inherit;
-font:inherit;cursor:pointer;overflow:hidden;flex:none}
-:hover,[aria-pressed=true]{border-color:var(--rx-accent)}
-:focus-visible{outline:2px solid var(--rx-accent)}
-i{position:absolute;inset:auto 0 0;background:var(--rx-fill);transition:height .3s}
-b,span,small{position:relative}
-b{font:1.5em "Noto Color Emoji",sans-serif}
-small,p{opacity:.75}
-[aria-pressed=true] small{opacity:1;font-weight:600}
-p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
-@media (prefers-reduced-motion:reduce){i{transition:none}}
-@container (width<30rem){span{display:none}}`;
+  // A grid of fixed rows, so a host page can reserve the bar's height (see the README): up to
+  // 4 buttons a row when the bar is narrower than 42em (546px), up to 8 from there; render()
+  // sets the columns (--n, --w) so the rows are balanced. Line ends are escaped: not shipped.
+  const CSS = `:host{display:block;min-height:66px;font:13px/1.2 system-ui,sans-serif;--rx-ink:#1f2328;\
+--rx-bg:#fff;--rx-line:#d0d7de;--rx-fill:#fde7d4;--rx-accent:#c2410c;color:var(--rx-ink);\
+container-type:inline-size}\
+@media (prefers-color-scheme:dark){:host{--rx-ink:#e6e1d9;--rx-bg:#202124;--rx-line:#3c4043;\
+--rx-fill:#4a2a14;--rx-accent:#fdba74}}\
+div{--c:var(--n);display:grid;gap:6px;grid:auto-flow 66px/repeat(var(--c),minmax(0,1fr))}\
+@container (width>=42em){div{--c:var(--w)}}\
+button{position:relative;display:grid;place-content:center;border:1px solid var(--rx-line);\
+border-radius:12px;background:var(--rx-bg);color:inherit;font:inherit;cursor:pointer;overflow:hidden}\
+:hover,[aria-pressed=true]{border-color:var(--rx-accent)}\
+:focus-visible{outline:2px solid var(--rx-accent)}\
+i{position:absolute;inset:auto 0 0;background:var(--rx-fill)}\
+b,span,small{position:relative;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
+b{font:22px/1.2 "Noto Color Emoji",sans-serif}\
+[aria-pressed=true]{font-weight:600}\
+p{margin:4px 0 0}p:empty{display:none}\
+@media (prefers-reduced-motion:no-preference){i{transition:height .3s}}`;
   let sheet;
   try {
     sheet = new CSSStyleSheet();
     sheet.replaceSync(CSS);
   } catch (e) { sheet = 0; }
 
-  const el = (tag, text, part) => {
+  const el = (tag, text = '', part) => {
     const node = doc.createElement(tag);
-    if (text) node.textContent = text;
+    node.textContent = text;
     if (part) node.part = part;
     return node;
   };
   const UNAVAILABLE = 'reactions unavailable';
+  // A page on an origin the site does not allow: say so, and tell its owner what to do.
+  const refusal = (error) => error?.error == 'origin_not_allowed'
+    ? (console.warn('reactions: ' + error.detail), 'reactions are not allowed on ' + location.host)
+    : UNAVAILABLE;
 
   customElements.define(TAG, class extends HTMLElement {
     connectedCallback() {
@@ -162,7 +167,7 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
       bars.get(this.key)?.delete(this);
       seen.unobserve(this);
       this.visible = 0;
-      watch(this.site, this.article);
+      watch(this);
     }
 
     start() {
@@ -179,21 +184,22 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
         root.append(this.list, this.status);
         this.chain = Promise.resolve();
       }
-      const link = doc.querySelector('link[rel=canonical]');
-      const page = new URL((link || location).href);
-      page.search = page.hash = '';
+      // The canonical URL is the page's identity, query and all (WordPress's plain permalinks
+      // are ?p=123; the server drops a fragment); the address bar's query is only tracking and
+      // state.
+      const page = doc.querySelector('link[rel=canonical]')?.href || location.origin + location.pathname;
       // Title and URL describe the article only when this bar is the page's own.
       const own = !data.article || doc.querySelectorAll(TAG).length == 1;
       this.site = data.site || option('site');
-      this.article = data.article || page.href;
-      this.url = data.url || (own ? page.href : undefined);
+      this.article = data.article || page;
+      this.url = data.url || (own ? page : undefined);
       this.heading = data.title || (own ? doc.title : undefined);
       this.key = this.site + ' ' + this.article;
-      bars.set(this.key, (bars.get(this.key) || new Set()).add(this));
+      add(bars, this.key, this);
       seen.observe(this);
       if (this.data) return;
       if (!pending.size) setTimeout(flush);
-      pending.set(this.site, (pending.get(this.site) || new Set()).add(this.article));
+      add(pending, this.site, this.article);
     }
 
     update(data) {
@@ -209,9 +215,12 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
       const reactions = this.data.reactions;
       const percents = shares(this.counts);
       // Rebuilt whenever the site's set changes (an id, emoji or label), not only its size.
-      const set = JSON.stringify(reactions.map((r) => [r.id, r.emoji, r.label]));
+      const set = reactions.map((r) => [r.id, r.emoji, r.label]).join();
       if (this.set != set) {
         this.set = set;
+        const n = reactions.length;
+        const columns = (most) => Math.ceil(n / Math.ceil(n / most));
+        this.list.style.cssText = `--n:${columns(4)};--w:${columns(8)}`;
         this.list.replaceChildren(...reactions.map((r) => {
           const button = el('button', '', 'button');
           const fill = el('i');
@@ -225,9 +234,8 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
       reactions.forEach((r, i) => {
         const button = this.list.children[i];
         button.ariaPressed = r.id === this.mine;
-        button.ariaLabel = `${r.label}, ${percents[i]}%`;
         button.firstChild.style.height = percents[i] + '%';
-        button.lastChild.textContent = percents[i] + ' %';
+        button.lastChild.textContent = percents[i] + '%';
       });
     }
 
@@ -249,26 +257,25 @@ p{font-size:.85em;margin:.3rem 0 0}p:empty{display:none}
           .then((data) => {
             choice(this.key, data.mine);
             show(this.site, this.article, data);
-          }, (status) => {
+          }, (error) => {
             Object.assign(this, { counts, mine });
             choice(this.key, mine);
             this.render();
-            // 400: the site's set changed under this bar (a retired reaction): show the set
-            // the server has now, and the reader's earlier choice if it is still offered.
-            (status == 400 ? request(api + '?' + new URLSearchParams({ site: this.site, article: this.article }), { cache: 'no-cache' }) : Promise.reject())
-              .then((data) => show(this.site, this.article, data), () => this.status.textContent = UNAVAILABLE);
+            // invalid_field: the site's set changed under this bar (a retired reaction): read
+            // it again, to show the set the server has now, with the earlier choice if offered.
+            if (error?.error == 'invalid_field') flush(add(pending, this.site, this.article));
+            else this.status.textContent = refusal(error);
           }));
       } catch (e) { /* never break the host page */ }
     }
   });
 
-  // No element on the page: one bar right after the first <article> (else in <main> or <body>).
+  // No element on the page: a bar after the page's <article> when it is the only one. A list
+  // of articles (home, category, search) or a page with none is no article to count. Comments
+  // are articles too: nested in the post's (as HTML's own example does) or WordPress's.
   const place = () => {
-    if (doc.querySelector(TAG)) return;
-    const article = doc.querySelector('article');
-    const bar = doc.createElement(TAG);
-    if (article) article.after(bar);
-    else (doc.querySelector('main') || doc.body).append(bar);
+    const articles = doc.querySelectorAll('article:not(article article,.comment-body)');
+    if (!doc.querySelector(TAG) && articles.length == 1) articles[0].after(doc.createElement(TAG));
   };
   if (doc.readyState == 'loading') doc.addEventListener('DOMContentLoaded', place);
   else place();
