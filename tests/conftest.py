@@ -206,9 +206,10 @@ def free_port() -> int:
 class Server:
     """`reactions serve` in a child process, as an operator starts it."""
 
-    def __init__(self, data_dir, **env):
+    def __init__(self, data_dir, workers: int = 1, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
         self.env = {**os.environ, "REACTIONS_DATA_DIR": str(data_dir), "REDIS_URL": "", **env}
 
     def start(self):
@@ -222,7 +223,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--workers",
-                "1",
+                str(self.workers),
             ],
             env=self.env,
             stdout=subprocess.PIPE,

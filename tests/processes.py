@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from tests.conftest import NO_LIMITS, SECRET, Server, wait_until
+from tests.conftest import NO_LIMITS, SECRET, Server
 
 
 class ServerProcesses(Server):
@@ -21,27 +18,8 @@ class ServerProcesses(Server):
     def __init__(self, data_dir, redis_url: str, workers: int = 2, **env):
         limits = {name: str(value) for name, value in NO_LIMITS.items()}
         super().__init__(
-            data_dir, REDIS_URL=redis_url, REACTIONS_SECRET_KEY=SECRET, **limits, **env
+            data_dir, workers, REDIS_URL=redis_url, REACTIONS_SECRET_KEY=SECRET, **limits, **env
         )
-        self.workers = workers
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "widget.cli", "serve", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        self.output: list[str] = []
-        self.drain = threading.Thread(
-            target=lambda: self.output.extend(iter(self.process.stdout.readline, "")), daemon=True
-        )
-        self.drain.start()
-        wait_until(lambda: self.ready(), timeout=30, interval=0.1)
-        return self
 
     def read(self, site: str, article: str) -> dict:
         """A counts GET on a new connection, as a reader's browser opening the page."""
