@@ -81,13 +81,19 @@ def main() -> None:
             )
             # This reader picks Excited, so the picture shows a chosen reaction too.
             with page.expect_response("**/api/v1/reactions"):
-                page.locator("emoji-reactions").get_by_role("button", name="Excited, 25%").click()
+                page.locator("emoji-reactions").get_by_role("button", name="Excited 25%").click()
             page.evaluate("document.activeElement.blur()")
             for scheme in ("light", "dark"):
                 page.emulate_media(color_scheme=scheme)
                 target = os.path.join(ROOT, "docs", f"bar-{scheme}.png")
                 page.locator("main").screenshot(path=target)
                 print(f"wrote {os.path.relpath(target, ROOT)}")
+            # A phone: the six reactions in two rows, none cut off.
+            page.emulate_media(color_scheme="light")
+            page.set_viewport_size({"width": 375, "height": 900})
+            target = os.path.join(ROOT, "docs", "bar-phone.png")
+            page.locator("emoji-reactions").screenshot(path=target)
+            print(f"wrote {os.path.relpath(target, ROOT)}")
             admin_page(browser, f"http://127.0.0.1:{server.server_port}")
             browser.close()
         server.shutdown()
