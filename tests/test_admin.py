@@ -8,9 +8,11 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import admin_app
 from widget import create_app
+from widget.cli import main
 from widget.store import (
     DAY_RETENTION_SECONDS,
     FOLD_AT,
@@ -123,6 +125,49 @@ def test_logout_ends_the_session(admin):
     response = admin.post("/admin/logout", data={"csrf_token": token(admin, "/admin/")})
     assert response.status_code == 302
     assert admin.get("/admin/").status_code == 302
+
+
+def copy_of_the_cookie(app, admin):
+    """Another browser holding a copy of the admin's cookie, as one who stole it would."""
+    cookie = admin.get_cookie("reactions_admin", path="/admin")
+    other = app.test_client()
+    other.set_cookie(cookie.key, cookie.value, path="/admin")
+    return other
+
+
+def log_out(admin) -> None:
+    response = admin.post("/admin/logout", data={"csrf_token": token(admin, "/admin/")})
+    assert response.status_code == 302
+
+
+def set_new_password(redis_url: str) -> None:
+    result = CliRunner(env={"REDIS_URL": redis_url}).invoke(
+        main, ["admin", "set-password", "--password", "a brand new password"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "open logins ended" in result.output
+
+
+@pytest.mark.parametrize("end", ["logout", "new password"])
+def test_ending_a_login_closes_every_copy_of_its_cookie(app, admin, redis_url, end):
+    copy = copy_of_the_cookie(app, admin)
+    second_browser = app.test_client()
+    assert log_in(second_browser).status_code == 302
+    assert copy.get("/admin/").status_code == 200  # the copy opened the admin until now
+
+    if end == "logout":
+        log_out(admin)
+    else:
+        set_new_password(redis_url)
+
+    ended = [admin, copy] + ([second_browser] if end == "new password" else [])
+    for browser in ended:
+        response = browser.get("/admin/sites/demo/export.csv")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/admin/login")
+        assert browser.post("/admin/sites", data={"name": "x"}).status_code == 401
+    if end == "logout":  # the other browser's own login goes on
+        assert second_browser.get("/admin/").status_code == 200
 
 
 def test_wrong_passwords_are_counted_then_refused(client, redis_client):

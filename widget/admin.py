@@ -145,7 +145,10 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Ends the login on the server too: a copy of the cookie opens nothing any more."""
+    login = session.get("login", "")
     session.clear()
+    current_store().end_admin_login(login)
     return redirect(url_for("admin.login"))
 
 
@@ -500,7 +503,7 @@ def format_datetime(timestamp: float | None) -> str:
 
 
 def setup(app) -> None:
-    app.session_interface = security.AdminSessionInterface()
+    app.session_interface = security.AdminSessionInterface(SESSION_SECONDS)
     app.config.update(
         SESSION_COOKIE_NAME="reactions_admin",
         SESSION_COOKIE_HTTPONLY=True,

@@ -389,13 +389,15 @@ def admin() -> None:
 def admin_set_password(password: str) -> None:
     """Store a salted hash of the admin password in Redis.
 
-    REACTIONS_ADMIN_PASSWORD, when set, takes precedence over the stored hash.
+    REACTIONS_ADMIN_PASSWORD, when set, takes precedence over the stored hash. Every open
+    admin login ends: log in again with the new password.
     """
     if len(password) < 10:
         raise click.BadParameter("use at least 10 characters", param_hint="password")
     with open_store() as store:
         store.set_admin_password_hash(hash_password(password))
-    click.echo(f"Admin password saved. Log in at {settings()['REACTIONS_PUBLIC_URL']}/admin/.")
+    public_url = settings()["REACTIONS_PUBLIC_URL"]
+    click.echo(f"Admin password saved; open logins ended. Log in at {public_url}/admin/.")
 
 
 @main.group("import")
