@@ -502,6 +502,40 @@ def test_exports_hold_the_numbers_the_api_gives(admin, store, client):
     assert len(daily) == 90 and sum(int(row["total"]) for row in daily) == 30
 
 
+# Text a spreadsheet would run as a formula in a cell of its own or once it splits the cell
+# at its separator (a comma, a semicolon, a tab, a line break).
+FORMULAS = [
+    "=1+1",
+    "a;=1+1",
+    'a,=HYPERLINK("https://evil.example")',
+    "b;  -2+3",
+    "x\t@SUM(A1)",
+    "+cmd|' /C calc'!A0",
+    "line\n=1+1",
+    "\r=1",
+    "-5",
+]
+
+
+def test_no_exported_cell_is_a_formula_whatever_the_separator(admin, store):
+    for number, text in enumerate(FORMULAS):
+        vote(store, f"{text} {number}", f"r{number}", "happy", title=text,
+             url=f"https://x.org/?q=1,{text}")  # fmt: skip
+
+    exported = admin.get("/admin/sites/demo/export.csv").get_data(as_text=True)
+
+    assert exported.startswith('"article","title","url","happy",')  # text cells quoted
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert sorted(row["title"].replace("'", "") for row in rows) == sorted(
+        text.replace("'", "") for text in FORMULAS
+    )
+    for row in rows:
+        assert row["happy"] == "1"
+        for cell in (row["article"], row["title"], row["url"]):
+            for piece in re.split(r"[,;\t\r\n]", cell):
+                assert piece.lstrip(" ")[:1] not in ("=", "+", "-", "@"), (cell, piece)
+
+
 def test_reaction_set_changes_reach_the_widget_api(admin, store, client):
     vote(store, "a", "r1", "angry")
     csrf = token(admin, "/admin/sites/demo/reactions")
