@@ -17,7 +17,13 @@ import redis
 
 from . import __version__, config
 from .embed import embed_html
-from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
+from .embedded_redis import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    answers,
+    socket_url,
+    stop_with_parent,
+)
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .store import SELF_ORIGIN, Site, Store, connect
@@ -186,24 +192,6 @@ def start_gunicorn(
     return subprocess.Popen(
         args, env=env, start_new_session=True, preexec_fn=stop_with_parent(os.getpid())
     )
-
-
-def stop_with_parent(parent: int):
-    """What the child runs before gunicorn starts (Linux): SIGTERM when `reactions serve`
-    dies, even by SIGKILL, so that gunicorn, outside its process group, never outlives it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-
-    def set_death_signal() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() != parent:  # it died before the line above
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_death_signal
 
 
 def admin_password_note(conf: dict, url: str) -> str:
