@@ -1,9 +1,12 @@
 """`reactions serve` when one of its parts fails: its embedded Redis is killed or cannot
 start again, serve itself is killed, a client sends a malformed request."""
 
+import json
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -24,6 +27,11 @@ def running(pid: int) -> bool:
         return False
 
 
+def exists(pid: int) -> bool:
+    """The process, or its zombie, is still in the process table."""
+    return os.path.exists(f"/proc/{pid}")
+
+
 def redis_pid(data) -> int:
     try:
         return int((data / "redis.pid").read_text())
@@ -31,10 +39,69 @@ def redis_pid(data) -> int:
         return 0
 
 
+def answer(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return 0, {}
+
+
 def vote_a_few(server: Server) -> dict[str, int]:
     for number in range(20):
         server.vote(f"reader-{number:03d}-zzzzzzzzzzzz", ["happy", "sad"][number % 2])
     return server.counts()
+
+
+@linux_only
+def test_a_killed_embedded_redis_is_restarted_with_every_acknowledged_vote(tmp_path):
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        before = vote_a_few(server)
+        killed = redis_pid(data)
+
+        os.kill(killed, signal.SIGKILL)
+
+        wait_until(lambda: not exists(killed))  # serve collected it: no zombie is left
+        wait_until(lambda: redis_pid(data) not in (0, killed), timeout=15)
+        wait_until(lambda: answer(f"{server.url}/readyz")[0] == 200, timeout=15)
+        assert server.counts() == before
+        server.vote("reader-after-restart-zzzz", "happy")
+        assert server.counts() == before | {"happy": before["happy"] + 1}
+        assert answer(f"{server.url}/healthz") == (200, {"status": "ok", "redis": "ok"})
+    finally:
+        code, output = server.stop()
+    assert code == 0, output
+    assert "Embedded Redis exited (signal SIGKILL); restarting it in 0.25 s (try 1 of 6)." in output
+    assert f"Embedded Redis restarted: data in {data}." in output
+
+
+@linux_only
+def test_serve_exits_with_status_1_when_its_redis_cannot_start_again(tmp_path):
+    """A damaged append-only file: Redis refuses to load it at every try, and serve gives
+    up, for the process manager to restart the server (and the operator to read why)."""
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        vote_a_few(server)
+        with open(data / "appendonly.aof", "ab") as aof:
+            aof.write(b"not a command\r\n")
+
+        os.kill(redis_pid(data), signal.SIGKILL)
+
+        code = server.process.wait(timeout=60)
+        server.drain.join(timeout=10)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
+    assert code == 1, output
+    assert output.count("Embedded Redis did not restart: redis-server exited with 1") == 6
+    assert "and 6 restarts failed: stopping, for the process manager to restart" in output
+    wait_until(lambda: not any(running(pid) for pid in gunicorn_pids(output)))
 
 
 @linux_only
