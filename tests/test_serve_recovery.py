@@ -4,6 +4,7 @@ start again, serve itself is killed, a client sends a malformed request."""
 import json
 import os
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -133,3 +134,21 @@ def test_after_kill_9_of_serve_and_gunicorn_the_next_serve_just_starts(tmp_path)
         code, output = again.stop()
     assert code == 0, output
     assert "another Redis already serves" not in output
+
+
+def test_a_malformed_request_is_logged_without_the_clients_address(tmp_path, redis_server):
+    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+    try:
+        # From an address of its own, which nothing else in the output could show.
+        with socket.create_connection(
+            ("127.0.0.1", server.port), timeout=5, source_address=("127.0.0.2", 0)
+        ) as client:
+            client.sendall(b"NOT A REQUEST LINE\r\n\r\n")
+            reply = client.recv(1000)
+        wait_until(lambda: "Invalid request" in "".join(server.output))
+    finally:
+        code, output = server.stop()
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    (logged,) = [line for line in output.splitlines() if "Invalid request" in line]
+    assert "[WARNING] Invalid request: " in logged, logged
+    assert "127.0.0.2" not in output
