@@ -148,26 +148,35 @@ def set_new_password(redis_url: str) -> None:
     assert "open logins ended" in result.output
 
 
-@pytest.mark.parametrize("end", ["logout", "new password"])
+@pytest.mark.parametrize("end", ["logout", "new password", "new REACTIONS_ADMIN_PASSWORD"])
 def test_ending_a_login_closes_every_copy_of_its_cookie(app, admin, redis_url, end):
     copy = copy_of_the_cookie(app, admin)
     second_browser = app.test_client()
     assert log_in(second_browser).status_code == 302
     assert copy.get("/admin/").status_code == 200  # the copy opened the admin until now
+    restarted = None
 
     if end == "logout":
         log_out(admin)
-    else:
+        ended = [admin, copy]
+    elif end == "new password":
         set_new_password(redis_url)
+        ended = [admin, copy, second_browser]
+    else:  # the server restarted with another password in the variable
+        restarted = admin_app(redis_url, "another password 123")
+        ended = [copy_of_the_cookie(restarted, browser) for browser in (admin, second_browser)]
 
-    ended = [admin, copy] + ([second_browser] if end == "new password" else [])
-    for browser in ended:
-        response = browser.get("/admin/sites/demo/export.csv")
-        assert response.status_code == 302
-        assert response.headers["Location"].startswith("/admin/login")
-        assert browser.post("/admin/sites", data={"name": "x"}).status_code == 401
-    if end == "logout":  # the other browser's own login goes on
-        assert second_browser.get("/admin/").status_code == 200
+    try:
+        for browser in ended:
+            response = browser.get("/admin/sites/demo/export.csv")
+            assert response.status_code == 302
+            assert response.headers["Location"].startswith("/admin/login")
+            assert browser.post("/admin/sites", data={"name": "x"}).status_code == 401
+        if end == "logout":  # the other browser's own login goes on
+            assert second_browser.get("/admin/").status_code == 200
+    finally:
+        if restarted:
+            restarted.extensions["reactions_live"].stop()
 
 
 def test_wrong_passwords_are_counted_then_refused(client, redis_client):
