@@ -136,19 +136,35 @@ def test_after_kill_9_of_serve_and_gunicorn_the_next_serve_just_starts(tmp_path)
     assert "another Redis already serves" not in output
 
 
-def test_a_malformed_request_is_logged_without_the_clients_address(tmp_path, redis_server):
-    server = Server(tmp_path / "unused", REDIS_URL=redis_server.url).start()
+AGENT = "Mozilla/5.0 (X11; Linux x86_64) OpsTestAgent/1.0"
+
+
+def test_gunicorn_logs_no_client_address_or_agent(tmp_path, redis_server):
+    """A malformed request gets a warning, and a good one an access log line (when an
+    operator turns the access log on): neither names the client's address or agent."""
+    server = Server(
+        tmp_path / "unused", REDIS_URL=redis_server.url, GUNICORN_CMD_ARGS="--access-logfile -"
+    ).start()
     try:
         # From an address of its own, which nothing else in the output could show.
         with socket.create_connection(
             ("127.0.0.1", server.port), timeout=5, source_address=("127.0.0.2", 0)
         ) as client:
             client.sendall(b"NOT A REQUEST LINE\r\n\r\n")
-            reply = client.recv(1000)
-        wait_until(lambda: "Invalid request" in "".join(server.output))
+            malformed = client.recv(1000)
+        with socket.create_connection(
+            ("127.0.0.1", server.port), timeout=5, source_address=("127.0.0.2", 0)
+        ) as client:
+            client.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: {AGENT}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            good = client.recv(1000)
+        wait_until(lambda: '"GET /healthz HTTP/1.1" 200' in "".join(server.output))
     finally:
         code, output = server.stop()
-    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
-    (logged,) = [line for line in output.splitlines() if "Invalid request" in line]
-    assert "[WARNING] Invalid request: " in logged, logged
-    assert "127.0.0.2" not in output
+    assert malformed.startswith(b"HTTP/1.1 400 Bad Request")
+    assert good.startswith(b"HTTP/1.1 200 OK")
+    (warning,) = [line for line in output.splitlines() if "Invalid request" in line]
+    assert "[WARNING] Invalid request: Invalid HTTP request line" in warning, warning
+    assert "127.0.0.2" not in output and "OpsTestAgent" not in output
