@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 SOCKET_NAME = "redis.sock"
+PID_FILE = "redis.pid"
 # The lowest real-time priority: above every normal task, below any other real-time one.
 REALTIME_PRIORITY = 1
 # sun_path is 108 bytes on Linux, 104 on macOS.
@@ -137,9 +138,11 @@ class EmbeddedRedis:
                 "choose a shorter directory"
             )
         if answers(self.url):
+            pid = self.recorded_pid()
             raise EmbeddedRedisError(
                 f"another Redis already serves {self.socket}: is a server using this "
                 "REACTIONS_DATA_DIR running?"
+                + (f" If not, stop that Redis (pid {pid}): kill {pid}" if pid else "")
             )
         args = [
             server_binary(),
@@ -153,7 +156,7 @@ class EmbeddedRedis:
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", "redis.log",
-            "--pidfile", os.path.join(self.data_dir, "redis.pid"),
+            "--pidfile", os.path.join(self.data_dir, PID_FILE),
         ]  # fmt: skip
         # Its own session: a terminal's Ctrl-C must not stop Redis before `reactions serve`
         # has stopped gunicorn, whose open requests still need it.
@@ -188,6 +191,15 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def recorded_pid(self) -> int | None:
+        """The process id in the data directory's pid file, which Redis removes on a clean
+        exit."""
+        try:
+            with open(os.path.join(self.data_dir, PID_FILE)) as pidfile:
+                return int(pidfile.read())
+        except (OSError, ValueError):
+            return None
 
     def exited(self) -> int | None:
         """The exit status once the server has ended (collected, so no zombie stays behind);
