@@ -8,9 +8,11 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import admin_app
 from widget import create_app
+from widget.cli import main
 from widget.store import (
     DAY_RETENTION_SECONDS,
     FOLD_AT,
@@ -123,6 +125,58 @@ def test_logout_ends_the_session(admin):
     response = admin.post("/admin/logout", data={"csrf_token": token(admin, "/admin/")})
     assert response.status_code == 302
     assert admin.get("/admin/").status_code == 302
+
+
+def copy_of_the_cookie(app, admin):
+    """Another browser holding a copy of the admin's cookie, as one who stole it would."""
+    cookie = admin.get_cookie("reactions_admin", path="/admin")
+    other = app.test_client()
+    other.set_cookie(cookie.key, cookie.value, path="/admin")
+    return other
+
+
+def log_out(admin) -> None:
+    response = admin.post("/admin/logout", data={"csrf_token": token(admin, "/admin/")})
+    assert response.status_code == 302
+
+
+def set_new_password(redis_url: str) -> None:
+    result = CliRunner(env={"REDIS_URL": redis_url}).invoke(
+        main, ["admin", "set-password", "--password", "a brand new password"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "open logins ended" in result.output
+
+
+@pytest.mark.parametrize("end", ["logout", "new password", "new REACTIONS_ADMIN_PASSWORD"])
+def test_ending_a_login_closes_every_copy_of_its_cookie(app, admin, redis_url, end):
+    copy = copy_of_the_cookie(app, admin)
+    second_browser = app.test_client()
+    assert log_in(second_browser).status_code == 302
+    assert copy.get("/admin/").status_code == 200  # the copy opened the admin until now
+    restarted = None
+
+    if end == "logout":
+        log_out(admin)
+        ended = [admin, copy]
+    elif end == "new password":
+        set_new_password(redis_url)
+        ended = [admin, copy, second_browser]
+    else:  # the server restarted with another password in the variable
+        restarted = admin_app(redis_url, "another password 123")
+        ended = [copy_of_the_cookie(restarted, browser) for browser in (admin, second_browser)]
+
+    try:
+        for browser in ended:
+            response = browser.get("/admin/sites/demo/export.csv")
+            assert response.status_code == 302
+            assert response.headers["Location"].startswith("/admin/login")
+            assert browser.post("/admin/sites", data={"name": "x"}).status_code == 401
+        if end == "logout":  # the other browser's own login goes on
+            assert second_browser.get("/admin/").status_code == 200
+    finally:
+        if restarted:
+            restarted.extensions["reactions_live"].stop()
 
 
 def test_wrong_passwords_are_counted_then_refused(client, redis_client):
@@ -455,6 +509,40 @@ def test_exports_hold_the_numbers_the_api_gives(admin, store, client):
         )
     )
     assert len(daily) == 90 and sum(int(row["total"]) for row in daily) == 30
+
+
+# Text a spreadsheet would run as a formula in a cell of its own or once it splits the cell
+# at its separator (a comma, a semicolon, a tab, a line break).
+FORMULAS = [
+    "=1+1",
+    "a;=1+1",
+    'a,=HYPERLINK("https://evil.example")',
+    "b;  -2+3",
+    "x\t@SUM(A1)",
+    "+cmd|' /C calc'!A0",
+    "line\n=1+1",
+    "\r=1",
+    "-5",
+]
+
+
+def test_no_exported_cell_is_a_formula_whatever_the_separator(admin, store):
+    for number, text in enumerate(FORMULAS):
+        vote(store, f"{text} {number}", f"r{number}", "happy", title=text,
+             url=f"https://x.org/?q=1,{text}")  # fmt: skip
+
+    exported = admin.get("/admin/sites/demo/export.csv").get_data(as_text=True)
+
+    assert exported.startswith('"article","title","url","happy",')  # text cells quoted
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert sorted(row["title"].replace("'", "") for row in rows) == sorted(
+        text.replace("'", "") for text in FORMULAS
+    )
+    for row in rows:
+        assert row["happy"] == "1"
+        for cell in (row["article"], row["title"], row["url"]):
+            for piece in re.split(r"[,;\t\r\n]", cell):
+                assert piece.lstrip(" ")[:1] not in ("=", "+", "-", "@"), (cell, piece)
 
 
 def test_reaction_set_changes_reach_the_widget_api(admin, store, client):

@@ -550,7 +550,7 @@ def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
 
 
 def test_health_and_readiness(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {"status": "ok", "redis": "ok"}
     assert client.get("/readyz").get_json() == {"status": "ready"}
 
 
@@ -579,7 +579,9 @@ def test_redis_down_is_a_quick_503(app_without_redis, method, path):
     assert response.status_code == 503
     assert response.get_json()["error"] == "store_unavailable"
     assert int(response.headers["Retry-After"]) > 0
-    assert client.get("/healthz").status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json() == {"status": "ok", "redis": "unreachable"}
 
 
 def node_pool(client, key):

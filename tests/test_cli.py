@@ -21,7 +21,7 @@ from gunicorn.http import wsgi
 from tests.conftest import BROWSER_UA, Server, wait_until
 from widget import config
 from widget.cli import GUNICORN_CONF, admin_password_note, main
-from widget.embedded_redis import EmbeddedRedis, answers, socket_url
+from widget.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 
 
 @pytest.fixture
@@ -240,6 +240,13 @@ def test_a_refused_real_time_priority_leaves_the_embedded_redis_running_normally
             "normal priority (real-time not permitted: Operation not permitted)"
         )
         assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
+
+
+def test_a_second_redis_on_one_data_directory_is_refused_and_the_first_named(tmp_path):
+    with EmbeddedRedis(str(tmp_path)) as first:
+        with pytest.raises(EmbeddedRedisError, match=rf"\(pid {first.process.pid}\): kill"):
+            EmbeddedRedis(str(tmp_path)).start()
+        assert answers(first.url)
 
 
 def alive(pid: int) -> bool:

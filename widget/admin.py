@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -145,7 +146,10 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Ends the login on the server too: a copy of the cookie opens nothing any more."""
+    login = session.get("login", "")
     session.clear()
+    current_store().end_admin_login(login)
     return redirect(url_for("admin.login"))
 
 
@@ -405,9 +409,17 @@ def export_name(site: Site, extension: str) -> str:
     return f"reactions-{site.name}-{datetime.now(UTC):%Y-%m-%d}.{extension}"
 
 
+# A formula's first character, at the start of a cell or of any piece a spreadsheet may
+# split the cell into (at a comma, semicolon, tab or line break, whatever its separator),
+# perhaps after spaces: a `'` goes before it, so the piece is read as text (OWASP's advice
+# on CSV injection).
+FORMULA_START = re.compile(r"(^|[,;\t\r\n])( *)(?=[=+\-@\t\r])")
+
+
 def spreadsheet_safe(value: str) -> str:
-    """Text that a spreadsheet will not run as a formula (CSV injection)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    """Text that a spreadsheet will not run as a formula (CSV injection), however it splits
+    it: `a;=1+1` becomes `a;'=1+1`."""
+    return FORMULA_START.sub(r"\1\2'", value)
 
 
 @bp.get("/sites/<name>/export.csv")
@@ -418,12 +430,13 @@ def export_csv(name: str):
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        # Every text cell quoted, so that no separator inside one splits it.
+        writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC)
 
         def line(values) -> str:
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow(values)
+            writer.writerow([spreadsheet_safe(v) if isinstance(v, str) else v for v in values])
             return buffer.getvalue()
 
         ids = [r.id for r in site.all_reactions]
@@ -440,9 +453,9 @@ def export_csv(name: str):
             row = article_row(site, stats)
             yield line(
                 [
-                    spreadsheet_safe(row["article"]),
-                    spreadsheet_safe(row["title"]),
-                    spreadsheet_safe(stats.url),
+                    row["article"],
+                    row["title"],
+                    stats.url,
                     *row["counts"],
                     row["total"],
                 ]
@@ -500,7 +513,7 @@ def format_datetime(timestamp: float | None) -> str:
 
 
 def setup(app) -> None:
-    app.session_interface = security.AdminSessionInterface()
+    app.session_interface = security.AdminSessionInterface(SESSION_SECONDS)
     app.config.update(
         SESSION_COOKIE_NAME="reactions_admin",
         SESSION_COOKIE_HTTPONLY=True,

@@ -7,6 +7,7 @@ import json
 
 from flask import Blueprint, Request, Response, after_this_request, current_app, jsonify, request
 from flask_cors import cross_origin
+from redis import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import generate_etag, quote_etag
 
@@ -260,7 +261,13 @@ def openapi_json():
 
 @health.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    """200 while this process answers, which is all a liveness check should restart it for;
+    `redis` says whether its store answers too (/readyz answers 503 when it does not)."""
+    try:
+        redis_state = "ok" if current_store().ping() else "unreachable"
+    except RedisError:
+        redis_state = "unreachable"
+    return {"status": "ok", "redis": redis_state}
 
 
 @health.get("/readyz")

@@ -17,7 +17,13 @@ import redis
 
 from . import __version__, config
 from .embed import embed_html
-from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
+from .embedded_redis import (
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    answers,
+    socket_url,
+    stop_with_parent,
+)
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .store import SELF_ORIGIN, Site, Store, connect
@@ -26,6 +32,11 @@ from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, WordpressExport, read_exp
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
 # What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How often serve checks that the embedded Redis still runs, and how long it waits before
+# each try to restart it; a Redis that ran STABLE_SECONDS since is healthy again.
+SUPERVISE_INTERVAL = 0.2
+RESTART_DELAYS = (0.25, 0.5, 1, 2, 4, 8)
+STABLE_SECONDS = 60
 STOPPING = "Stopping: open requests and live streams have 5 s to finish (Ctrl-C again: at once).\n"
 
 
@@ -92,9 +103,10 @@ def serve(
     """Run the server under gunicorn.
 
     Without REDIS_URL it first starts the embedded Redis (AOF persistence in
-    REACTIONS_DATA_DIR). Ctrl-C, SIGINT, SIGTERM or SIGHUP stop gunicorn gracefully (open
-    requests finish, 5 s at most; a second signal stops it at once), then the embedded
-    Redis, and exit 0.
+    REACTIONS_DATA_DIR), restarts it should it die, and exits with status 1 when it cannot
+    (for the process manager to restart the server). Ctrl-C, SIGINT, SIGTERM or SIGHUP
+    stop gunicorn gracefully (open requests finish, 5 s at most; a second signal stops it at
+    once), then the embedded Redis, and exit 0.
     """
     conf = settings()
     env = dict(os.environ)
@@ -145,7 +157,7 @@ def serve(
                 click.echo(f"Demo page: {base}/demo")
                 click.echo(f"Admin: {base}/admin/ ({password})")
                 click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
-            returncode = server.wait()
+            returncode = supervise(server, embedded, stopping)
     finally:
         if server is not None and server.poll() is None:
             server.terminate()
@@ -157,6 +169,53 @@ def serve(
             signal.signal(signum, handler)
     if returncode and not stopping:
         sys.exit(returncode)
+
+
+def supervise(server: subprocess.Popen, embedded: EmbeddedRedis | None, stopping: list) -> int:
+    """Wait for gunicorn to exit and return its status. Meanwhile restart the embedded Redis
+    whenever it dies (its AOF keeps every acknowledged vote), waiting longer after each
+    failed try; when the last try fails, stop with status 1, for the process manager to
+    restart the whole server."""
+    if embedded is None:
+        return server.wait()
+    tries = 0
+    running_since = time.monotonic()
+    while True:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return server.wait(timeout=SUPERVISE_INTERVAL)
+        status = embedded.exited()
+        if stopping:
+            continue
+        if status is None:
+            if tries and time.monotonic() - running_since > STABLE_SECONDS:
+                tries = 0
+            continue
+        how = f"signal {signal.Signals(-status).name}" if status < 0 else f"status {status}"
+        if tries == len(RESTART_DELAYS):
+            click.echo(
+                f"Embedded Redis exited ({how}) and {tries} restarts failed: stopping, "
+                "for the process manager to restart the server.",
+                err=True,
+            )
+            return 1
+        delay = RESTART_DELAYS[tries]
+        tries += 1
+        click.echo(
+            f"Embedded Redis exited ({how}); restarting it in {delay} s "
+            f"(try {tries} of {len(RESTART_DELAYS)}).",
+            err=True,
+        )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return server.wait(timeout=delay)
+        if stopping:
+            continue
+        try:
+            embedded.start()
+        except EmbeddedRedisError as error:
+            click.echo(f"Embedded Redis did not restart: {error}", err=True)
+            continue
+        running_since = time.monotonic()
+        click.echo(f"Embedded Redis restarted: data in {embedded.data_dir}.", err=True)
 
 
 def start_gunicorn(
@@ -186,24 +245,6 @@ def start_gunicorn(
     return subprocess.Popen(
         args, env=env, start_new_session=True, preexec_fn=stop_with_parent(os.getpid())
     )
-
-
-def stop_with_parent(parent: int):
-    """What the child runs before gunicorn starts (Linux): SIGTERM when `reactions serve`
-    dies, even by SIGKILL, so that gunicorn, outside its process group, never outlives it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-
-    def set_death_signal() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() != parent:  # it died before the line above
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_death_signal
 
 
 def admin_password_note(conf: dict, url: str) -> str:
@@ -389,13 +430,15 @@ def admin() -> None:
 def admin_set_password(password: str) -> None:
     """Store a salted hash of the admin password in Redis.
 
-    REACTIONS_ADMIN_PASSWORD, when set, takes precedence over the stored hash.
+    REACTIONS_ADMIN_PASSWORD, when set, takes precedence over the stored hash. Every open
+    admin login ends: log in again with the new password.
     """
     if len(password) < 10:
         raise click.BadParameter("use at least 10 characters", param_hint="password")
     with open_store() as store:
         store.set_admin_password_hash(hash_password(password))
-    click.echo(f"Admin password saved. Log in at {settings()['REACTIONS_PUBLIC_URL']}/admin/.")
+    public_url = settings()["REACTIONS_PUBLIC_URL"]
+    click.echo(f"Admin password saved; open logins ended. Log in at {public_url}/admin/.")
 
 
 @main.group("import")

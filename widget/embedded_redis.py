@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import redis
 
 SOCKET_NAME = "redis.sock"
+PID_FILE = "redis.pid"
 # The lowest real-time priority: above every normal task, below any other real-time one.
 REALTIME_PRIORITY = 1
 # sun_path is 108 bytes on Linux, 104 on macOS.
@@ -76,10 +78,31 @@ def realtime_priority(pid: int) -> str:
     return f"real-time priority (SCHED_FIFO {REALTIME_PRIORITY})"
 
 
+def stop_with_parent(parent: int, signum: int = signal.SIGTERM):
+    """What a child runs before its program starts (Linux): `signum` when the thread that
+    started it dies, even by SIGKILL, so that it never outlives its parent. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signum)
+        if os.getppid() != parent:  # it died before the line above
+            os.kill(os.getpid(), signum)
+
+    return set_death_signal
+
+
 class EmbeddedRedis:
     """A real redis-server persisting to `data_dir` with AOF, reached by a unix socket.
 
-    The socket is private to the user (0700); nothing listens on TCP.
+    The socket is private to the user (0700); nothing listens on TCP. On Linux the server
+    gets SIGTERM (and so flushes its AOF and exits) when the thread that started it dies,
+    even by SIGKILL: an orphan would hold the data directory's socket, and the next start
+    would refuse to run. Start it from a thread that lives as long as it should.
     """
 
     def __init__(
@@ -115,9 +138,11 @@ class EmbeddedRedis:
                 "choose a shorter directory"
             )
         if answers(self.url):
+            pid = self.recorded_pid()
             raise EmbeddedRedisError(
                 f"another Redis already serves {self.socket}: is a server using this "
                 "REACTIONS_DATA_DIR running?"
+                + (f" If not, stop that Redis (pid {pid}): kill {pid}" if pid else "")
             )
         args = [
             server_binary(),
@@ -131,11 +156,16 @@ class EmbeddedRedis:
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", "redis.log",
-            "--pidfile", os.path.join(self.data_dir, "redis.pid"),
+            "--pidfile", os.path.join(self.data_dir, PID_FILE),
         ]  # fmt: skip
         # Its own session: a terminal's Ctrl-C must not stop Redis before `reactions serve`
         # has stopped gunicorn, whose open requests still need it.
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=stop_with_parent(os.getpid()),
+        )
         deadline = time.monotonic() + timeout
         while not answers(self.url):
             if self.process.poll() is not None:
@@ -161,6 +191,20 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def recorded_pid(self) -> int | None:
+        """The process id in the data directory's pid file, which Redis removes on a clean
+        exit."""
+        try:
+            with open(os.path.join(self.data_dir, PID_FILE)) as pidfile:
+                return int(pidfile.read())
+        except (OSError, ValueError):
+            return None
+
+    def exited(self) -> int | None:
+        """The exit status once the server has ended (collected, so no zombie stays behind);
+        None while it runs. Negative: killed by that signal."""
+        return None if self.process is None else self.process.poll()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: only what the AOF already holds survives."""

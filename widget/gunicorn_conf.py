@@ -20,11 +20,48 @@ skips it.
 from __future__ import annotations
 
 import gc
+import logging
+import re
 import sys
 import time
 
+from gunicorn import glogging
+
 # Any timer will do: it expires on the event loop's next pass, after the loop polled for I/O.
 YIELD_SECONDS = 0.0001
+
+
+# gunicorn's warning for a malformed request: "Invalid request from ip=ADDRESS: error".
+CLIENT_ADDRESS = re.compile(r" from ip=.*?: ")
+
+
+class WithoutClientAddresses(logging.Filter):
+    """Takes the client's address out of gunicorn's log lines: raw addresses are never
+    logged. The message is formatted before it is logged, so it is rewritten here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "ip=" in message:
+            record.msg, record.args = CLIENT_ADDRESS.sub(": ", message), ()
+        return True
+
+
+class AddressFreeLogger(glogging.Logger):
+    """gunicorn's logger, without client addresses in its error log and without the
+    address and user agent in an access log, should an operator turn one on."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        if not any(isinstance(f, WithoutClientAddresses) for f in self.error_log.filters):
+            self.error_log.addFilter(WithoutClientAddresses())
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["h"] = atoms["a"] = "-"
+        return atoms
+
+
+logger_class = AddressFreeLogger
 
 
 def post_worker_init(worker) -> None:

@@ -174,22 +174,51 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)  # werkzeug: salted scrypt
 
 
+def password_tag(app, store: Store) -> str:
+    """Tells REACTIONS_ADMIN_PASSWORD's values apart without revealing them ("" without
+    one: a stored password's change ends every login in Redis)."""
+    configured = app.config["REACTIONS_ADMIN_PASSWORD"]
+    return store.keyed_hash(f"admin-password\0{configured}")[:16] if configured else ""
+
+
 class AdminSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session, only under /admin, `Secure` whenever over HTTPS.
 
     It is signed with a key derived from the server secret shared in Redis, so every worker
-    and app server accepts the same login without a configured Flask SECRET_KEY.
+    and app server accepts the same login without a configured Flask SECRET_KEY. Each login
+    is also recorded in Redis for `lifetime` seconds: a cookie whose login was ended (logout,
+    a new password) opens no session, even though its signature is still good. A login made
+    with REACTIONS_ADMIN_PASSWORD ends when that variable changes.
     """
+
+    def __init__(self, lifetime: int):
+        self.lifetime = lifetime
 
     def open_session(self, app, request):
         if not request.path.startswith("/admin"):
             return None  # the public API has no sessions
-        if not app.secret_key:
-            try:
-                app.secret_key = app.extensions["reactions"].keyed_hash("admin-session")
-            except RedisError:
-                return None  # the admin's before_request answers 503
-        return super().open_session(app, request)
+        store = app.extensions["reactions"]
+        try:
+            if not app.secret_key:
+                app.secret_key = store.keyed_hash("admin-session")
+            session = super().open_session(app, request)
+            if session is None or not session.get("admin"):
+                return session
+            login_open = store.admin_login_open(session.get("login", ""))
+            if login_open and session.get("password") == password_tag(app, store):
+                return session
+        except RedisError:
+            return None  # the admin's before_request answers 503
+        ended = self.session_class()
+        ended.modified = True  # the answer deletes the cookie
+        return ended
+
+    def save_session(self, app, session, response) -> None:
+        if session.get("admin") and not session.get("login"):
+            store = app.extensions["reactions"]
+            session["login"] = store.open_admin_login(self.lifetime)
+            session["password"] = password_tag(app, store)
+        super().save_session(app, session, response)
 
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or (request and request.is_secure))

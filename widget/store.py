@@ -131,6 +131,10 @@ def salt_key(day: str) -> str:
 ADMIN_KEY = "rx:admin"
 
 
+# HASH login id → the time it expires (unix seconds): the admin's open logins.
+ADMIN_LOGINS_KEY = "rx:admin:logins"
+
+
 def login_failures_key(fingerprint: str) -> str:
     return f"rx:admin:fail:{fingerprint}"
 
@@ -1006,7 +1010,37 @@ class Store:
         return self.client.hget(ADMIN_KEY, "password")
 
     def set_admin_password_hash(self, password_hash: str) -> None:
-        self.client.hset(ADMIN_KEY, "password", password_hash)
+        """A new password ends every open login."""
+        pipe = self.client.pipeline(transaction=False)  # two keys: two cluster slots
+        pipe.hset(ADMIN_KEY, "password", password_hash)
+        pipe.delete(ADMIN_LOGINS_KEY)
+        pipe.execute()
+
+    def open_admin_login(self, lifetime: int) -> str:
+        """A new login's random id, valid for `lifetime` seconds unless it is ended first.
+        Logins that expired are forgotten here, so the record stays small."""
+        now = time.time()
+        expired = [
+            login
+            for login, until in self.client.hgetall(ADMIN_LOGINS_KEY).items()
+            if float(until) <= now
+        ]
+        login = secrets.token_urlsafe(24)
+        pipe = self.client.pipeline(transaction=False)
+        if expired:
+            pipe.hdel(ADMIN_LOGINS_KEY, *expired)
+        pipe.hset(ADMIN_LOGINS_KEY, login, int(now + lifetime))
+        pipe.expire(ADMIN_LOGINS_KEY, lifetime)  # no login outlives the newest one
+        pipe.execute()
+        return login
+
+    def admin_login_open(self, login: str) -> bool:
+        until = self.client.hget(ADMIN_LOGINS_KEY, login) if login else None
+        return until is not None and float(until) > time.time()
+
+    def end_admin_login(self, login: str) -> None:
+        if login:
+            self.client.hdel(ADMIN_LOGINS_KEY, login)
 
     def login_failures(self, fingerprint: str) -> int:
         return int(self.client.get(login_failures_key(fingerprint)) or 0)
