@@ -355,7 +355,9 @@ class Site:
     # Reactions no longer offered: their votes are kept, not shown as an option.
     retired: tuple[Reaction, ...] = ()
 
-    def allows(self, origin: str | None, own_origin: str) -> bool:
+    def allows(self, origin: str | None, own_origin: str | None) -> bool:
+        """`own_origin`: the server's own origin when the caller has checked that it is
+        (security.is_own_origin), for a site that allows `self`; None otherwise."""
         if not origin:
             return False
         return origin in self.origins or (SELF_ORIGIN in self.origins and origin == own_origin)
