@@ -14,8 +14,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import BROWSER_UA, wait_until
+from tests.conftest import BROWSER_UA, SECRET, wait_until
 from tests.processes import ServerProcesses
+from widget import create_app
 
 
 class Stream:
@@ -151,3 +152,31 @@ def test_a_full_process_still_answers_health_votes_and_reads(serve, streams, opt
     assert server.counts("a")["happy"] == 1
     with contextlib.closing(streams[0]):
         streams[0].wait_for(b'"total":1')
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "refused"),
+    [
+        ("2001:db8::1", "2001:db8::2", True),  # one host's /64: privacy addresses
+        ("2001:db8::1", "2001:db8:0:1::1", False),
+        ("::ffff:192.0.2.1", "192.0.2.1", True),  # one address, spelled twice
+        ("192.0.2.1", "192.0.2.2", False),
+    ],
+)
+def test_the_cap_is_per_client_not_per_spelling_of_its_address(
+    redis_url, redis_client, first, second, refused
+):
+    app = create_app(
+        {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET, "REACTIONS_STREAMS_PER_CLIENT": 1}
+    )
+    client = app.test_client()
+
+    def stream(address):
+        return client.get(
+            "/api/v1/stream?site=demo&article=a", environ_base={"REMOTE_ADDR": address}
+        )
+
+    with contextlib.closing(stream(first)) as opened, contextlib.closing(stream(second)) as then:
+        assert opened.status_code == 200
+        assert then.status_code == (429 if refused else 200)
+    app.extensions["reactions_live"].stop()

@@ -12,6 +12,8 @@ threads: the code only uses `threading` and `queue`, which gevent patches.
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import logging
 import os
 import queue
@@ -356,7 +358,7 @@ def stream():
     hub = current_hub()
     # Subscribe before reading the counts, so no change between the two is missed.
     try:
-        inbox = hub.open(site.name, article, client_address(request))
+        inbox = hub.open(site.name, article, stream_client(client_address(request)))
     except TooManyStreams as error:
         return too_many_streams(error.scope)
     hub.connected.wait(timeout=1.0)
@@ -387,6 +389,18 @@ def stream():
     response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+@functools.lru_cache(maxsize=4096)
+def stream_client(address: str) -> str:
+    """Whose streams an address's are: an IPv6 address's /64, since one host may use any
+    address of its /64 (privacy addresses), and would otherwise get a cap per address."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 def too_many_streams(scope: str) -> Response:
