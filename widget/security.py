@@ -47,7 +47,7 @@ def is_own_origin(request: Request, origin: str) -> bool:
     """
     config = current_app.config
     public = config["REACTIONS_PUBLIC_URL"]
-    if public and origin == page_origin(public):
+    if public and origin == (page_url(public) or ("",))[0]:
         return True
     host = request.host.lower()
     allowed = config["REACTIONS_ALLOWED_HOSTS"]
@@ -56,10 +56,11 @@ def is_own_origin(request: Request, origin: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def page_origin(url: str) -> str | None:
-    """The origin of an http(s) URL as a browser writes it in the Origin header (scheme and
-    host in lower case, no default port); None for anything else, a URL with a user name
-    included (`https://blog.example.com@evil.test/` is on evil.test)."""
+def page_url(url: str) -> tuple[str, str] | None:
+    """(origin, URL) of an http(s) URL, both as a browser writes them: scheme and host in
+    lower case, no default port, and the URL without its fragment. None for anything else,
+    a URL with a user name included (`https://blog.example.com@evil.test/` is on evil.test).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
@@ -73,25 +74,31 @@ def page_origin(url: str) -> str | None:
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     if port is not None and port != DEFAULT_PORTS[scheme]:
         host += f":{port}"
-    return f"{scheme}://{host}"
+    origin = f"{scheme}://{host}"
+    return origin, origin + urlunsplit(("", "", parts.path, parts.query, ""))
 
 
 def allowed_page_url(request: Request, site: Site, url: str) -> str:
-    """The article's URL when the site allows its origin, in the spelling of its origin
-    (scheme and host in lower case, no default port, no fragment); `""` stays `""`.
+    """The article's URL (as `page_url` spells it) when the site allows its origin; `""`
+    stays `""`.
 
     The admin shows it as the article's link: a URL on any other origin is refused, so a
     vote cannot point the admin to a page the site does not own.
     """
     if not url:
         return ""
-    origin = page_origin(url)
+    origin, spelled = page_url(url) or (None, "")
     if not site.allows(origin, own_origin(request, site, origin)):
-        raise InvalidField(
-            f"'url' must be a page of an origin site '{site.name}' allows, not {url[:100]!r}"
+        hint = (
+            f"; its owner can allow that origin with: reactions sites origins add {site.name} "
+            f"{origin}"
+            if origin
+            else ""
         )
-    parts = urlsplit(url)
-    return origin + urlunsplit(("", "", parts.path, parts.query, ""))
+        raise InvalidField(
+            f"'url' must be a page of an origin site '{site.name}' allows, not {url[:100]!r}" + hint
+        )
+    return spelled
 
 
 def require_json(request: Request) -> None:
