@@ -204,12 +204,14 @@ def free_port() -> int:
 
 
 class Server:
-    """`reactions serve` in a child process, as an operator starts it."""
+    """`reactions serve` in a child process, as an operator starts it; `options` are more
+    of serve's options."""
 
-    def __init__(self, data_dir, workers: int = 1, **env):
+    def __init__(self, data_dir, workers: int = 1, options: tuple[str, ...] = (), **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
+        self.options = options
         self.env = {**os.environ, "REACTIONS_DATA_DIR": str(data_dir), "REDIS_URL": "", **env}
 
     def start(self):
@@ -224,6 +226,7 @@ class Server:
                 str(self.port),
                 "--workers",
                 str(self.workers),
+                *self.options,
             ],
             env=self.env,
             stdout=subprocess.PIPE,

@@ -56,7 +56,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import admin, api, embed, errors, live
 
-    hub = live.Hub(app.extensions["reactions"])
+    hub = live.Hub(
+        app.extensions["reactions"],
+        per_client=settings["REACTIONS_STREAMS_PER_CLIENT"],
+        per_process=settings["REACTIONS_STREAMS_PER_PROCESS"],
+    )
     app.extensions["reactions_live"] = hub
     app.extensions["reactions"].on_change.append(hub.remember)
     errors.register(app)

@@ -188,13 +188,13 @@ def post_reaction():
     origin = security.readable_origin(req)
     if origin:
         after_this_request(functools.partial(security.allow_write_origin, origin=origin))
-    security.require_allowed_origin(req, site)
+    page = security.require_allowed_origin(req, site)
     article = normalize_article(data.get("article"))
     reader = validate_reader(data.get("reader"))
     if "reaction" not in data:
         raise InvalidField("'reaction' is required: a reaction id, or null to take it back")
     choice = validate_choice(data["reaction"], site.reactions)
-    url = validate_url(data.get("url"))
+    url = security.allowed_page_url(req, site, validate_url(data.get("url")))
     title = validate_title(data.get("title"))
 
     if security.is_automated(req):
@@ -210,6 +210,7 @@ def post_reaction():
             url,
             title,
             client=security.client_fingerprint(store, req),
+            origin=page,
         )
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)

@@ -7,6 +7,7 @@ request.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -26,6 +27,9 @@ DEFAULTS = {
     "REACTIONS_SITE_RATE_PER_SECOND": 500,
     "REACTIONS_NEW_ARTICLES_PER_HOUR": 500,
     "REACTIONS_PUBLIC_URL": "",
+    "REACTIONS_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
+    "REACTIONS_STREAMS_PER_CLIENT": 50,
+    "REACTIONS_STREAMS_PER_PROCESS": 10_000,
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -76,6 +80,23 @@ def _public_url(raw: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
+# A host name or an IP address (IPv6 in brackets), optionally with a port.
+HOST_PATTERN = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?")
+
+
+def _allowed_hosts(raw: str) -> tuple[str, ...]:
+    """The names a request's Host header may give this server for the demo site's `self`
+    origin: `host` (any port) or `host:port`, comma-separated."""
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if not HOST_PATTERN.fullmatch(host):
+            raise ConfigError(
+                "REACTIONS_ALLOWED_HOSTS must be host names or addresses, with an optional "
+                f"port, separated by commas (such as localhost,reactions.lan:8000), got {host!r}"
+            )
+    return hosts
+
+
 def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = None) -> dict:
     """Defaults, then `REACTIONS_*`/`REDIS_URL` from the environment, then overrides."""
     environ = os.environ if environ is None else environ
@@ -122,6 +143,20 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
         "REACTIONS_NEW_ARTICLES_PER_HOUR",
     ):
         settings[name] = _number(name, settings[name], int, 1, 10_000_000)
+    settings["REACTIONS_STREAMS_PER_CLIENT"] = _number(
+        "REACTIONS_STREAMS_PER_CLIENT", settings["REACTIONS_STREAMS_PER_CLIENT"], int, 0, 1_000_000
+    )
+    settings["REACTIONS_STREAMS_PER_PROCESS"] = _number(
+        "REACTIONS_STREAMS_PER_PROCESS",
+        settings["REACTIONS_STREAMS_PER_PROCESS"],
+        int,
+        0,
+        1_000_000,
+    )
+    hosts = settings["REACTIONS_ALLOWED_HOSTS"]
+    settings["REACTIONS_ALLOWED_HOSTS"] = _allowed_hosts(
+        hosts if isinstance(hosts, str) else ",".join(hosts)
+    )
     secret = settings["REACTIONS_SECRET_KEY"]
     if secret and len(secret) < 16:
         raise ConfigError("REACTIONS_SECRET_KEY must be at least 16 characters long")

@@ -84,8 +84,12 @@ def post_worker_init(worker) -> None:
     # worker that took only votes so far must still hear at once that a site's reaction
     # set changed (see widget/live.py).
     extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    # Streams may take only part of the process's connections (or threads): the rest
+    # answers votes, reads and /healthz however many streams are asked for.
     if "reactions_live" in extensions:
         extensions["reactions_live"].start()
+        threads = None if find_cooperative() else worker.cfg.threads
+        extensions["reactions_live"].fit(worker.cfg.worker_connections, threads)
 
 
 class _Head:

@@ -12,6 +12,8 @@ threads: the code only uses `threading` and `queue`, which gevent patches.
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import logging
 import os
 import queue
@@ -25,6 +27,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from .api import encoded_counts, known_site
 from .errors import error_response
 from .reactions import normalize_article
+from .security import client_address
 from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
@@ -35,20 +38,41 @@ HEARTBEAT_SECONDS = 15
 # that were added since, and bounds the life of any one response.
 STREAM_SECONDS = 15 * 60
 RECONNECT_MILLISECONDS = 3000
-MAX_STREAMS_PER_PROCESS = 10_000
+# Under gunicorn, streams may take at most this share of a process's connections (gevent) or
+# threads (gthread): the rest stays free for votes, reads and /healthz.
+STREAMS_SHARE = 0.75
+STREAM_RETRY_AFTER_SECONDS = 30
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
 MAX_CACHED_ARTICLES = 50_000
 
 
-class Hub:
-    """The process's pub/sub listener and the queues of its open streams, by channel."""
+class TooManyStreams(Exception):
+    """No stream opened: the client (`scope` "client") or the process ("process") has as
+    many open as it may."""
 
-    def __init__(self, store: Store):
+    def __init__(self, scope: str):
+        super().__init__(scope)
+        self.scope = scope
+
+
+class Hub:
+    """The process's pub/sub listener and the queues of its open streams, by channel.
+
+    Open streams are capped per client address and per process: each holds a connection
+    (and under gthread a thread), and a server whose connections are all streams answers
+    nothing else, not even /healthz. Beyond a cap the widget polls.
+    """
+
+    def __init__(self, store: Store, per_client: int = 50, per_process: int = 10_000):
         self.store = store
         self.streams: dict[str, set[queue.Queue]] = {}
         self.count = 0
+        self.per_client = per_client
+        self.per_process = per_process
+        self._clients: dict[str, int] = {}  # open streams by client address
+        self._owners: dict[queue.Queue, str] = {}
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
@@ -62,13 +86,28 @@ class Hub:
         self._counts: dict[str, dict[str, int]] = {}
         self._generation = 0
 
-    def open(self, site: str, article: str) -> queue.Queue:
+    def fit(self, connections: int, threads: int | None) -> None:
+        """Lowers the per-process cap to a share of what the server process can hold open:
+        its connections, or with `threads` (a worker with a thread per request) its
+        threads."""
+        room = connections if threads is None else min(connections, threads)
+        self.per_process = min(self.per_process, int(room * STREAMS_SHARE))
+
+    def open(self, site: str, article: str, client: str = "") -> queue.Queue:
+        """A new stream's inbox; raises TooManyStreams over a cap. Every inbox opened must
+        be closed (`close` may be called more than once)."""
         self._ensure_listener()
         # queue.Queue, not SimpleQueue: gevent's patched locks make its waits cooperative.
         inbox: queue.Queue = queue.Queue()
         with self._lock:
+            if self.count >= self.per_process:
+                raise TooManyStreams("process")
+            if self._clients.get(client, 0) >= self.per_client:
+                raise TooManyStreams("client")
             self.streams.setdefault(channel(site, article), set()).add(inbox)
             self.count += 1
+            self._clients[client] = self._clients.get(client, 0) + 1
+            self._owners[inbox] = client
         return inbox
 
     def close(self, site: str, article: str, inbox: queue.Queue) -> None:
@@ -80,6 +119,11 @@ class Hub:
                 self.count -= 1
                 if not inboxes:
                     del self.streams[name]
+                client = self._owners.pop(inbox)
+                if self._clients[client] > 1:
+                    self._clients[client] -= 1
+                else:
+                    del self._clients[client]
 
     def stop(self) -> None:
         """Ends the listener and the fan-out of an app that is done (tests make hundreds):
@@ -312,12 +356,11 @@ def stream():
     site = known_site(request.args.get("site"))
     article = normalize_article(request.args.get("article"))
     hub = current_hub()
-    if hub.count >= MAX_STREAMS_PER_PROCESS:
-        response = error_response(503, "too_many_streams", "poll the counts instead")
-        response.headers["Retry-After"] = "30"
-        return response
     # Subscribe before reading the counts, so no change between the two is missed.
-    inbox = hub.open(site.name, article)
+    try:
+        inbox = hub.open(site.name, article, stream_client(client_address(request)))
+    except TooManyStreams as error:
+        return too_many_streams(error.scope)
     hub.connected.wait(timeout=1.0)
     try:
         (counts,) = hub.counts_many(site.name, [article])
@@ -339,7 +382,34 @@ def stream():
             hub.close(site.name, article, inbox)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    # The server closes the response even when it never sent it (the client left first),
+    # which the generator's `finally` alone would not see.
+    response.call_on_close(lambda: hub.close(site.name, article, inbox))
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@functools.lru_cache(maxsize=4096)
+def stream_client(address: str) -> str:
+    """Whose streams an address's are: an IPv6 address's /64, since one host may use any
+    address of its /64 (privacy addresses), and would otherwise get a cap per address."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
+
+
+def too_many_streams(scope: str) -> Response:
+    """429: the widget, whose stream fails, polls the counts instead."""
+    if scope == "client":
+        detail = "this address has as many live streams open as it may; poll the counts"
+    else:
+        detail = "this server has as many live streams open as it may; poll the counts"
+    response = error_response(429, "too_many_streams", detail)
+    response.headers["Retry-After"] = str(STREAM_RETRY_AFTER_SECONDS)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -14,20 +14,91 @@ import ipaddress
 import re
 import secrets
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-from flask import Request, Response, request, session
+from flask import Request, Response, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 from redis import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .reactions import CsrfFailed, OriginNotAllowed, UnsupportedMediaType
-from .store import Site, Store, utc_day
+from .reactions import CsrfFailed, InvalidField, OriginNotAllowed, UnsupportedMediaType
+from .store import SELF_ORIGIN, Site, Store, utc_day
 
 PREFLIGHT_MAX_AGE = 7200
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
-def own_origin(request: Request) -> str:
-    return f"{request.scheme}://{request.host}"
+def own_origin(request: Request, site: Site, origin: str | None) -> str | None:
+    """`origin` when the site allows `self` and it is this server's own (is_own_origin), to
+    give Site.allows; else None."""
+    if origin and SELF_ORIGIN in site.origins and is_own_origin(request, origin):
+        return origin
+    return None
+
+
+def is_own_origin(request: Request, origin: str) -> bool:
+    """Whether `origin` is this server's own, the one a site allowing `self` (the demo)
+    accepts: REACTIONS_PUBLIC_URL's, or the request's scheme and Host when that Host is one
+    of REACTIONS_ALLOWED_HOSTS (by default the loopback names, for a server run locally).
+
+    Never a Host the settings do not name: through DNS rebinding, a page of any origin
+    reaches this server under its own name, and its Origin then matches its Host.
+    """
+    config = current_app.config
+    public = config["REACTIONS_PUBLIC_URL"]
+    if public and origin == (page_url(public) or ("",))[0]:
+        return True
+    host = request.host.lower()
+    allowed = config["REACTIONS_ALLOWED_HOSTS"]
+    name = host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
+    return (host in allowed or name in allowed) and origin == f"{request.scheme}://{host}"
+
+
+@functools.lru_cache(maxsize=4096)
+def page_url(url: str) -> tuple[str, str] | None:
+    """(origin, URL) of an http(s) URL, both as a browser writes them: scheme and host in
+    lower case, no default port, and the URL without its fragment. None for anything else,
+    a URL with a user name included (`https://blog.example.com@evil.test/` is on evil.test).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if scheme not in DEFAULT_PORTS or "@" in parts.netloc:
+        return None
+    if not HOST_NAME.fullmatch(parts.hostname or ""):
+        return None  # what a browser would decode or split differently (`%2e`, `\\`)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != DEFAULT_PORTS[scheme]:
+        host += f":{port}"
+    origin = f"{scheme}://{host}"
+    return origin, origin + urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+def allowed_page_url(request: Request, site: Site, url: str) -> str:
+    """The article's URL (as `page_url` spells it) when the site allows its origin; `""`
+    stays `""`.
+
+    The admin shows it as the article's link: a URL on any other origin is refused, so a
+    vote cannot point the admin to a page the site does not own.
+    """
+    if not url:
+        return ""
+    origin, spelled = page_url(url) or (None, "")
+    if not site.allows(origin, own_origin(request, site, origin)):
+        hint = (
+            f"; its owner can allow that origin with: reactions sites origins add {site.name} "
+            f"{origin}"
+            if origin
+            else ""
+        )
+        raise InvalidField(
+            f"'url' must be a page of an origin site '{site.name}' allows, not {url[:100]!r}" + hint
+        )
+    return spelled
 
 
 def require_json(request: Request) -> None:
@@ -39,7 +110,7 @@ def require_json(request: Request) -> None:
 
 def require_allowed_origin(request: Request, site: Site) -> str:
     origin = request.headers.get("Origin")
-    if not site.allows(origin, own_origin(request)):
+    if not site.allows(origin, own_origin(request, site, origin)):
         if not origin:
             raise OriginNotAllowed("writes must come from a browser page (Origin header)")
         raise OriginNotAllowed(

@@ -276,12 +276,20 @@ if previous ~= wanted then
     redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(
       {url = ARGV[6], title = ARGV[7], first_seen = tonumber(ARGV[5])}))
   elseif ARGV[6] ~= '' or ARGV[7] ~= '' then
+    -- A title or URL the article has is replaced only by a vote from its URL's origin
+    -- (ARGV[17], the vote's Origin); one it lacks, any vote from an allowed page fills in.
     local m = cjson.decode(meta)
-    if (ARGV[6] ~= '' and m.url ~= ARGV[6]) or (ARGV[7] ~= '' and m.title ~= ARGV[7]) then
-      if ARGV[6] ~= '' then m.url = ARGV[6] end
-      if ARGV[7] ~= '' then m.title = ARGV[7] end
-      redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(m))
+    local url, title = m.url or '', m.title or ''
+    local own = ARGV[17] ~= '' and url ~= ''
+      and string.lower(string.match(url, '^%a+://[^/?#]*') or '') == ARGV[17]
+    local changed = false
+    if ARGV[6] ~= '' and ARGV[6] ~= url and (own or url == '') then
+      m.url, changed = ARGV[6], true
     end
+    if ARGV[7] ~= '' and ARGV[7] ~= title and (own or title == '') then
+      m.title, changed = ARGV[7], true
+    end
+    if changed then redis.call('HSET', KEYS[4], ARGV[3], cjson.encode(m)) end
   end
   local line = ARGV[5] .. ' ' .. ARGV[12] .. ' ' .. previous .. ' ' .. wanted .. ' ' .. ARGV[3]
   if redis.call('RPUSH', KEYS[5], line) >= tonumber(ARGV[16]) then
@@ -359,7 +367,9 @@ class Site:
     # Reactions no longer offered: their votes are kept, not shown as an option.
     retired: tuple[Reaction, ...] = ()
 
-    def allows(self, origin: str | None, own_origin: str) -> bool:
+    def allows(self, origin: str | None, own_origin: str | None) -> bool:
+        """`own_origin`: the server's own origin when the caller has checked that it is
+        (security.is_own_origin), for a site that allows `self`; None otherwise."""
         if not origin:
             return False
         return origin in self.origins or (SELF_ORIGIN in self.origins and origin == own_origin)
@@ -450,8 +460,10 @@ def vote_arguments(
     now: float,
     client: str,
     limits: Limits,
+    origin: str = "",
 ) -> tuple[list[str], list]:
-    """KEYS and ARGV of the vote script, in the order the script reads them."""
+    """KEYS and ARGV of the vote script, in the order the script reads them. `origin` is
+    the page's the vote came from (its Origin header), "" for the server's own calls."""
     day = utc_day(now)
     name = site.name
     index, meta, pending, stats, index_prefix, day_prefix, total_prefix, retention = site.vote_keys
@@ -483,6 +495,7 @@ def vote_arguments(
         day_prefix,
         total_prefix,
         FOLD_AT,
+        origin,
     ]
     return keys, args
 
@@ -822,8 +835,12 @@ class Store:
         now: float | None = None,
         client: str = "",
         limits: Limits | None = None,
+        origin: str = "",
     ) -> tuple[str | None, dict[str, int]]:
         """Set (or with None, take back) a reader's reaction; returns (previous, counts).
+
+        `url` and `title` describe the article: they are kept when it has none yet, and
+        replace its own only when `origin` (the page the vote came from) is its URL's.
 
         Raises RateLimited when the client, the site or the site's new articles are over
         their limits; nothing is changed then.
@@ -831,7 +848,9 @@ class Store:
         now = time.time() if now is None else now
         # Limits are for requests from clients; the server's own calls (import, tools) have none.
         limits = limits or (self.limits if client else Limits())
-        keys, args = vote_arguments(site, article, reader, choice, url, title, now, client, limits)
+        keys, args = vote_arguments(
+            site, article, reader, choice, url, title, now, client, limits, origin
+        )
         result = self._run(self._vote, keys, args)
         if result[0] == "!":
             raise RateLimited(result[1], int(result[2]))
