@@ -196,6 +196,8 @@ def post_reaction():
     choice = validate_choice(data["reaction"], site.reactions)
     url = security.allowed_page_url(req, site, validate_url(data.get("url")))
     title = validate_title(data.get("title"))
+    if url is None:  # a page on an origin the site does not allow: counted, not described
+        url = title = ""
 
     if security.is_automated(req):
         # Answered like a vote, so a crawler sees nothing unusual, but not counted.

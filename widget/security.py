@@ -21,7 +21,7 @@ from flask.sessions import SecureCookieSessionInterface
 from redis import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .reactions import CsrfFailed, InvalidField, OriginNotAllowed, UnsupportedMediaType
+from .reactions import CsrfFailed, OriginNotAllowed, UnsupportedMediaType
 from .store import SELF_ORIGIN, Site, Store, utc_day
 
 PREFLIGHT_MAX_AGE = 7200
@@ -78,26 +78,19 @@ def page_url(url: str) -> tuple[str, str] | None:
     return origin, origin + urlunsplit(("", "", parts.path, parts.query, ""))
 
 
-def allowed_page_url(request: Request, site: Site, url: str) -> str:
+def allowed_page_url(request: Request, site: Site, url: str) -> str | None:
     """The article's URL (as `page_url` spells it) when the site allows its origin; `""`
-    stays `""`.
+    stays `""`; None for a URL on any other origin.
 
-    The admin shows it as the article's link: a URL on any other origin is refused, so a
-    vote cannot point the admin to a page the site does not own.
+    The admin shows it as the article's link, so a vote cannot point the admin to a page the
+    site does not own. The vote itself still counts: a reader whose page names a canonical
+    URL on another origin (a mirror, an AMP cache) is no attacker.
     """
     if not url:
         return ""
     origin, spelled = page_url(url) or (None, "")
     if not site.allows(origin, own_origin(request, site, origin)):
-        hint = (
-            f"; its owner can allow that origin with: reactions sites origins add {site.name} "
-            f"{origin}"
-            if origin
-            else ""
-        )
-        raise InvalidField(
-            f"'url' must be a page of an origin site '{site.name}' allows, not {url[:100]!r}" + hint
-        )
+        return None
     return spelled
 
 
