@@ -116,5 +116,6 @@ def test_a_demo_link_must_be_on_the_server_s_own_origin(client, redis_client):
     assert counted.status_code == 200 and counted.get_json()["counted"] is True
     assert json.loads(redis_client.hget("rx:{demo}:meta", "a") or '{"url": ""}')["url"] == ""
 
-    assert client.post("/api/v1/reactions", json=body | own, headers=headers).status_code == 200
+    second = body | own | {"reader": "another-reader-bbbbbbbbb"}
+    assert client.post("/api/v1/reactions", json=second, headers=headers).status_code == 200
     assert json.loads(redis_client.hget("rx:{demo}:meta", "a"))["url"] == "http://localhost/demo"
