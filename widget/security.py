@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 
+from crawlerdetect import CrawlerDetect
 from flask import Request, Response, request, session
 from flask.sessions import SecureCookieSessionInterface
 from redis import RedisError
@@ -56,25 +57,27 @@ def readable_origin(request: Request) -> str | None:
     return origin if origin.startswith(("http://", "https://")) else None
 
 
-# Self-declared bots, crawlers, link previews, headless browsers and HTTP libraries: they may
-# read counts, but their votes are not counted.
-AUTOMATED_AGENTS = re.compile(
-    r"bot\b|bot/|crawl|spider|slurp|headless|phantomjs|selenium|puppeteer|playwright|"
-    r"lighthouse|python-requests|python-urllib|aiohttp|httpx|curl/|wget/|go-http-client|"
-    r"java/|okhttp|libwww|scrapy|facebookexternalhit|embedly|preview",
-    re.IGNORECASE,
+# HTTP clients that CrawlerDetect's list does not name: the fetch of Node (`node`, `undici`),
+# Deno and Bun, Java's own client, and the Insomnia API tool.
+UNLISTED_AGENTS = re.compile(
+    r"^(?:node|undici|deno|bun|insomnia)\b|java-http-client", re.IGNORECASE
 )
+_CRAWLERS = CrawlerDetect()
 
 
 def is_automated(request: Request) -> bool:
+    """Self-declared bots, crawlers, link previews, headless browsers and HTTP libraries
+    (CrawlerDetect's maintained list, and an empty agent): they may read counts, but their
+    votes are not counted."""
     return is_automated_agent(request.headers.get("User-Agent", ""))
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def is_automated_agent(agent: str) -> bool:
-    """Cached: the pattern costs about 40 µs per search, and a site's readers send few
-    distinct user agents."""
-    return not agent or bool(AUTOMATED_AGENTS.search(agent))
+    """Cached per process: the list is one pattern of some 1,500 alternatives, about 0.5 ms
+    an agent, and a site's readers send few distinct user agents."""
+    agent = agent.strip()
+    return not agent or bool(UNLISTED_AGENTS.search(agent)) or _CRAWLERS.is_crawler(agent)
 
 
 def allow_write_origin(response: Response, origin: str) -> Response:
