@@ -37,6 +37,7 @@ def vote(
     reader="reader-aaaaaaaaaaaaaaaa",
     reaction="happy",
     agent=BROWSER_UA,
+    address="127.0.0.1",
     **headers,
 ):
     body = {"site": site, "article": article, "reader": reader, "reaction": reaction}
@@ -46,6 +47,7 @@ def vote(
         headers={"Origin": origin, "User-Agent": agent, **headers}
         if origin
         else {"User-Agent": agent, **headers},
+        environ_base={"REMOTE_ADDR": address},
     )
 
 
@@ -177,6 +179,65 @@ def test_forwarded_addresses_count_only_behind_trusted_proxies(
         for n, s in enumerate(spellings)
     ]
     assert [a.status_code for a in answers] == [200, 200, 429]
+
+
+def browsers(count):
+    """Distinct, real-looking browser user agents: what a script rotating its agent sends."""
+    return [BROWSER_UA.replace("Chrome/156.0.0.0", f"Chrome/156.1.{n}.0") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        pytest.param(["203.0.113.5"], id="one IPv4 address"),
+        pytest.param([f"2001:db8:7:9::{n:x}" for n in range(1, 41)], id="one IPv6 /64"),
+        pytest.param(["::ffff:203.0.113.5", "203.0.113.5"], id="IPv4 spelled as IPv6"),
+    ],
+)
+def test_rotating_user_agents_stop_at_the_address_budget(
+    redis_server, redis_client, steady_clock, addresses
+):
+    """A script that changes its user agent (and reader token) for every vote gets a fresh
+    client allowance each time; its address's budget still holds, at its configured size."""
+    client = make_app(
+        redis_server.url, REACTIONS_RATE_PER_MINUTE=5, REACTIONS_ADDRESS_RATE_PER_MINUTE=20
+    ).test_client()
+    answers = [
+        vote(
+            client,
+            reader=f"reader-{n:02d}-aaaaaaaaaaaa",
+            agent=agent,
+            address=addresses[n % len(addresses)],
+        )
+        for n, agent in enumerate(browsers(40))
+    ]
+    assert [a.status_code for a in answers] == [200] * 20 + [429] * 20
+    refused = answers[-1]
+    assert refused.get_json()["error"] == "rate_limited"
+    assert "network" in refused.get_json()["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "20"}
+    # The neighbours are not held by it: another address, and another IPv6 /64.
+    for address in ("198.51.100.23", "2001:db8:7:a::1"):
+        assert vote(client, reader="a-neighbour-aaaaaaaaaa", address=address).status_code == 200
+
+
+def test_the_client_limit_spares_the_address_budget_of_readers_behind_one_nat(
+    redis_server, redis_client, steady_clock
+):
+    """One eager browser stops at its own limit and does not use up its office's budget."""
+    client = make_app(
+        redis_server.url, REACTIONS_RATE_PER_MINUTE=5, REACTIONS_ADDRESS_RATE_PER_MINUTE=12
+    ).test_client()
+    eager = [vote(client, reader=f"eager-{n:02d}-aaaaaaaaaaaaa") for n in range(30)]
+    assert [a.status_code for a in eager] == [200] * 5 + [429] * 25
+    assert "browser" in eager[-1].get_json()["detail"]
+    colleagues = [
+        vote(client, reader=f"colleague-{n:02d}-aaaaaaaaa", agent=agent)
+        for n, agent in enumerate(browsers(7))
+    ]
+    assert [a.status_code for a in colleagues] == [200] * 7
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "12"}
 
 
 def test_no_raw_address_or_user_agent_in_logs_or_redis(redis_server, redis_client, caplog):

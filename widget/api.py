@@ -209,6 +209,7 @@ def post_reaction():
             url,
             title,
             client=security.client_fingerprint(store, req),
+            address=security.address_fingerprint(store, req),
         )
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)

@@ -108,17 +108,25 @@ def preflight(request: Request) -> Response:
     return response
 
 
-# Admin: client fingerprints, CSRF tokens and passwords ----------------------------------
+# Clients and addresses of the rate limits and the login lock-out; CSRF tokens and passwords --
 
 
 def client_fingerprint(store: Store, request: Request) -> str:
-    """A hash of address + user agent under a salt that changes every UTC day.
+    """A hash of address + user agent under a salt that changes every UTC day: one browser.
 
-    Enough to count failures or requests per client for a day; the raw address and user
-    agent are never stored, and after the salt expires the hashes cannot be linked back.
+    Enough to count requests per client for a day; the raw address and user agent are never
+    stored, and after the salt expires the hashes cannot be linked back. The user agent is
+    the client's to choose, so a limit on this alone can be dodged: see address_fingerprint.
     """
     salt = store.daily_salt(utc_day(time.time()))
     return fingerprint(salt, client_address(request), request.headers.get("User-Agent", ""))
+
+
+def address_fingerprint(store: Store, request: Request) -> str:
+    """A hash of the client's address block alone (`address_block`), under the same daily
+    salt: no header the client sends changes it."""
+    salt = store.daily_salt(utc_day(time.time()))
+    return fingerprint(salt, address_block(client_address(request)), "")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -148,6 +156,19 @@ def canonical_address(remote_addr: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def address_block(address: str) -> str:
+    """What one subscriber controls: an IPv4 address, or the /64 of an IPv6 address (a home
+    or a phone is given a whole /64 and may pick any address in it)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return address
 
 
 def csrf_token() -> str:

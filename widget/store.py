@@ -97,6 +97,11 @@ def client_rate_key(site: str, client: str, minute: int) -> str:
     return f"rx:{{{site}}}:rl:{client}:{minute}"
 
 
+def address_rate_key(site: str, address: str, minute: int) -> str:
+    """Votes from one address block (see security.address_block) to one site that minute."""
+    return f"rx:{{{site}}}:ra:{address}:{minute}"
+
+
 def site_rate_key(site: str, second: int) -> str:
     return f"rx:{{{site}}}:rs:{second}"
 
@@ -226,7 +231,10 @@ return 0
 # One vote, atomically: move this reader's reaction from the previous choice to the new one
 # (or remove it), note the vote for the statistics (see FOLD_AT), publish and return the
 # counts. Setting the choice a reader already has changes nothing, so retries never
-# double-count. It first applies the rate limits (KEYS[7..9]), so a vote costs one round trip.
+# double-count. It first applies the rate limits (KEYS[7..10]), so a vote costs one round trip:
+# the client's (address + user agent), then the address's, which no header resets, then the
+# site's. A client over its own limit stops before it spends its address's budget, so one
+# browser cannot use up the allowance of the readers behind its NAT.
 #
 # Cheap for Redis, counted in instructions (valgrind) per vote: increments are strings, as
 # Redis formats a Lua number argument with snprintf (11,000 instructions a vote for six), and
@@ -246,6 +254,8 @@ local function limited(key, limit, window)
 end
 local wait = limited(KEYS[7], tonumber(ARGV[9]), 60)
 if wait then return {'!', 'client', wait} end
+wait = limited(KEYS[10], tonumber(ARGV[17]), 60)
+if wait then return {'!', 'address', wait} end
 wait = limited(KEYS[8], tonumber(ARGV[10]), 1)
 if wait then return {'!', 'site', wait} end
 local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
@@ -400,12 +410,14 @@ BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
 
 @dataclass(frozen=True)
 class Limits:
-    """How many votes a client may send to a site per minute, a site may take per second,
-    and how many new articles a site may gain per hour."""
+    """How many votes a client (address + user agent) and an address block may send to a site
+    per minute, a site may take per second, and how many new articles a site may gain per
+    hour."""
 
     per_client_minute: int = 1_000_000
     per_site_second: int = 1_000_000
     new_articles_hour: int = 1_000_000
+    per_address_minute: int = 1_000_000
 
 
 class RateLimited(Exception):
@@ -446,6 +458,7 @@ def vote_arguments(
     now: float,
     client: str,
     limits: Limits,
+    address: str = "",
 ) -> tuple[list[str], list]:
     """KEYS and ARGV of the vote script, in the order the script reads them."""
     day = utc_day(now)
@@ -461,6 +474,7 @@ def vote_arguments(
         client_rate_key(name, client, int(now // 60)),
         site_rate_key(name, int(now)),
         new_articles_key(name, int(now // 3600)),
+        address_rate_key(name, address, int(now // 60)),
     ]
     args = [
         reader,
@@ -479,6 +493,7 @@ def vote_arguments(
         day_prefix,
         total_prefix,
         FOLD_AT,
+        limits.per_address_minute,
     ]
     return keys, args
 
@@ -818,16 +833,19 @@ class Store:
         now: float | None = None,
         client: str = "",
         limits: Limits | None = None,
+        address: str = "",
     ) -> tuple[str | None, dict[str, int]]:
         """Set (or with None, take back) a reader's reaction; returns (previous, counts).
 
-        Raises RateLimited when the client, the site or the site's new articles are over
-        their limits; nothing is changed then.
+        Raises RateLimited when the client, its address, the site or the site's new articles
+        are over their limits; nothing is changed then.
         """
         now = time.time() if now is None else now
         # Limits are for requests from clients; the server's own calls (import, tools) have none.
         limits = limits or (self.limits if client else Limits())
-        keys, args = vote_arguments(site, article, reader, choice, url, title, now, client, limits)
+        keys, args = vote_arguments(
+            site, article, reader, choice, url, title, now, client, limits, address
+        )
         result = self._run(self._vote, keys, args)
         if result[0] == "!":
             raise RateLimited(result[1], int(result[2]))
