@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
-from widget import create_app
+from widget import config, create_app
+from widget.config import ConfigError
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
 from widget.store import Site, Store
 
@@ -238,6 +239,15 @@ def test_the_client_limit_spares_the_address_budget_of_readers_behind_one_nat(
     ]
     assert [a.status_code for a in colleagues] == [200] * 7
     assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "12"}
+
+
+@pytest.mark.parametrize(
+    "name", ["REACTIONS_ADDRESS_RATE_PER_MINUTE", "REACTIONS_LOGIN_FAILURES_GLOBAL"]
+)
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bad_budget_stops_the_server_naming_its_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        config.load({name: value})
 
 
 def test_no_raw_address_or_user_agent_in_logs_or_redis(redis_server, redis_client, caplog):

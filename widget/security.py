@@ -171,6 +171,14 @@ def address_block(address: str) -> str:
     return address
 
 
+def is_loopback(request: Request) -> bool:
+    """Whether the client is on the server's own machine (or comes through an SSH tunnel)."""
+    try:
+        return ipaddress.ip_address(client_address(request)).is_loopback
+    except ValueError:
+        return False
+
+
 def csrf_token() -> str:
     """The session's CSRF token, put into every admin form."""
     if "csrf" not in session:

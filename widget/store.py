@@ -136,8 +136,13 @@ def salt_key(day: str) -> str:
 ADMIN_KEY = "rx:admin"
 
 
-def login_failures_key(fingerprint: str) -> str:
-    return f"rx:admin:fail:{fingerprint}"
+def login_failures_key(address: str) -> str:
+    """Failed logins from one address block (a hash of it, see security.address_fingerprint)."""
+    return f"rx:admin:fail:{address}"
+
+
+# Failed logins from every address together, in the current window.
+ALL_LOGIN_FAILURES_KEY = "rx:admin:failures"
 
 
 # The admin's statistics (the site's indexes, its total and last vote, the day buckets) take
@@ -1026,20 +1031,45 @@ class Store:
     def set_admin_password_hash(self, password_hash: str) -> None:
         self.client.hset(ADMIN_KEY, "password", password_hash)
 
-    def login_failures(self, fingerprint: str) -> int:
-        return int(self.client.get(login_failures_key(fingerprint)) or 0)
-
-    def count_login_failure(self, fingerprint: str, window: int) -> int:
+    def login_lockout(self, address: str, per_address: int, everyone: int | None) -> int:
+        """Seconds before a login may be tried from this address: 0 unless its failures
+        reached `per_address`, or everyone's together reached `everyone` (None: this address
+        is not held by the global budget)."""
         # Not a transaction: the keys live on different cluster slots.
         pipe = self.client.pipeline(transaction=False)
-        pipe.incr(login_failures_key(fingerprint))
-        pipe.expire(login_failures_key(fingerprint), window)
+        for key in (login_failures_key(address), ALL_LOGIN_FAILURES_KEY):
+            pipe.get(key)
+            pipe.ttl(key)
+        mine, mine_ttl, all_, all_ttl = pipe.execute()
+        wait = 0
+        if int(mine or 0) >= per_address:
+            wait = max(wait, mine_ttl, 1)
+        if everyone is not None and int(all_ or 0) >= everyone:
+            wait = max(wait, all_ttl, 1)
+        return wait
+
+    def count_login_failure(self, address: str, window: int) -> int:
+        """Count a failed login from this address and in everyone's window; returns the
+        address's failures. The address's window starts again with each failure; everyone's
+        is fixed from its first failure, so a lock-out by many addresses ends with it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(login_failures_key(address))
+        pipe.expire(login_failures_key(address), window)
+        pipe.set(ALL_LOGIN_FAILURES_KEY, 0, nx=True, ex=window)
+        pipe.incr(ALL_LOGIN_FAILURES_KEY)
         pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
-        failures, _, _ = pipe.execute()
+        failures, *_ = pipe.execute()
         return int(failures)
 
-    def clear_login_failures(self, fingerprint: str) -> None:
-        self.client.delete(login_failures_key(fingerprint))
+    def clear_login_failures(self, address: str) -> None:
+        self.client.delete(login_failures_key(address))
+
+    def unlock_admin_login(self) -> int:
+        """Forget every counted login failure, of every address and of everyone together:
+        the admin's way in during an attack (`reactions admin unlock`). Returns how many
+        counters were removed."""
+        keys = [ALL_LOGIN_FAILURES_KEY, *self.client.scan_iter(match=login_failures_key("*"))]
+        return sum(int(self.client.delete(key)) for key in keys)
 
     def daily_salt(self, day: str) -> str:
         """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked.
