@@ -17,6 +17,7 @@ from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
 from widget import config, create_app
 from widget.config import ConfigError
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
+from widget.security import MAX_BROWSER_AGENT
 from widget.store import Site, Store
 
 ORIGIN = "http://localhost"
@@ -383,6 +384,14 @@ def test_only_browsers_are_counted(client, redis_client, agent, counted):
     assert response.get_json()["counted"] is counted
     assert response.get_json()["total"] == int(counted)
     assert redis_client.hgetall("rx:{blog}:a:post") == ({"happy": "1"} if counted else {})
+
+
+def test_an_agent_longer_than_any_browsers_is_not_counted(client, redis_client):
+    longest = (BROWSER_UA + " Extension/1.0" * 40)[:MAX_BROWSER_AGENT]
+    assert vote(client, agent=longest).get_json()["counted"] is True
+    response = vote(client, reader="another-reader-aaaaaa", agent=longest + "0")
+    assert response.status_code == 200 and response.get_json()["counted"] is False
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "1"}
 
 
 # 5. Memory cannot be blown up ------------------------------------------------------------------
