@@ -40,6 +40,7 @@ def start_server(data: str, port: int, workers: int) -> subprocess.Popen:
         "REACTIONS_DATA_DIR": data,
         "REDIS_URL": "",
         "REACTIONS_RATE_PER_MINUTE": "10000000",
+        "REACTIONS_ADDRESS_RATE_PER_MINUTE": "10000000",
         "REACTIONS_SITE_RATE_PER_SECOND": "10000000",
         "REACTIONS_NEW_ARTICLES_PER_HOUR": "10000000",
     }

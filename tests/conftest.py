@@ -43,6 +43,7 @@ BROWSER_UA = (
 # Most tests send many votes from one address; the rate-limit tests set their own limits.
 NO_LIMITS = {
     "REACTIONS_RATE_PER_MINUTE": 10_000_000,
+    "REACTIONS_ADDRESS_RATE_PER_MINUTE": 10_000_000,
     "REACTIONS_SITE_RATE_PER_SECOND": 10_000_000,
     "REACTIONS_NEW_ARTICLES_PER_HOUR": 10_000_000,
 }

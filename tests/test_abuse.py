@@ -14,8 +14,10 @@ import pytest
 import redis
 
 from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
-from widget import create_app
+from widget import config, create_app
+from widget.config import ConfigError
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
+from widget.security import MAX_BROWSER_AGENT
 from widget.store import Site, Store
 
 ORIGIN = "http://localhost"
@@ -37,6 +39,7 @@ def vote(
     reader="reader-aaaaaaaaaaaaaaaa",
     reaction="happy",
     agent=BROWSER_UA,
+    address="127.0.0.1",
     **headers,
 ):
     body = {"site": site, "article": article, "reader": reader, "reaction": reaction}
@@ -46,6 +49,7 @@ def vote(
         headers={"Origin": origin, "User-Agent": agent, **headers}
         if origin
         else {"User-Agent": agent, **headers},
+        environ_base={"REMOTE_ADDR": address},
     )
 
 
@@ -179,6 +183,74 @@ def test_forwarded_addresses_count_only_behind_trusted_proxies(
     assert [a.status_code for a in answers] == [200, 200, 429]
 
 
+def browsers(count):
+    """Distinct, real-looking browser user agents: what a script rotating its agent sends."""
+    return [BROWSER_UA.replace("Chrome/156.0.0.0", f"Chrome/156.1.{n}.0") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        pytest.param(["203.0.113.5"], id="one IPv4 address"),
+        pytest.param([f"2001:db8:7:9::{n:x}" for n in range(1, 41)], id="one IPv6 /64"),
+        pytest.param(["::ffff:203.0.113.5", "203.0.113.5"], id="IPv4 spelled as IPv6"),
+    ],
+)
+def test_rotating_user_agents_stop_at_the_address_budget(
+    redis_server, redis_client, steady_clock, addresses
+):
+    """A script that changes its user agent (and reader token) for every vote gets a fresh
+    client allowance each time; its address's budget still holds, at its configured size."""
+    client = make_app(
+        redis_server.url, REACTIONS_RATE_PER_MINUTE=5, REACTIONS_ADDRESS_RATE_PER_MINUTE=20
+    ).test_client()
+    answers = [
+        vote(
+            client,
+            reader=f"reader-{n:02d}-aaaaaaaaaaaa",
+            agent=agent,
+            address=addresses[n % len(addresses)],
+        )
+        for n, agent in enumerate(browsers(40))
+    ]
+    assert [a.status_code for a in answers] == [200] * 20 + [429] * 20
+    refused = answers[-1]
+    assert refused.get_json()["error"] == "rate_limited"
+    assert "network" in refused.get_json()["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "20"}
+    # The neighbours are not held by it: another address, and another IPv6 /64.
+    for address in ("198.51.100.23", "2001:db8:7:a::1"):
+        assert vote(client, reader="a-neighbour-aaaaaaaaaa", address=address).status_code == 200
+
+
+def test_the_client_limit_spares_the_address_budget_of_readers_behind_one_nat(
+    redis_server, redis_client, steady_clock
+):
+    """One eager browser stops at its own limit and does not use up its office's budget."""
+    client = make_app(
+        redis_server.url, REACTIONS_RATE_PER_MINUTE=5, REACTIONS_ADDRESS_RATE_PER_MINUTE=12
+    ).test_client()
+    eager = [vote(client, reader=f"eager-{n:02d}-aaaaaaaaaaaaa") for n in range(30)]
+    assert [a.status_code for a in eager] == [200] * 5 + [429] * 25
+    assert "browser" in eager[-1].get_json()["detail"]
+    colleagues = [
+        vote(client, reader=f"colleague-{n:02d}-aaaaaaaaa", agent=agent)
+        for n, agent in enumerate(browsers(7))
+    ]
+    assert [a.status_code for a in colleagues] == [200] * 7
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "12"}
+
+
+@pytest.mark.parametrize(
+    "name", ["REACTIONS_ADDRESS_RATE_PER_MINUTE", "REACTIONS_LOGIN_FAILURES_GLOBAL"]
+)
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bad_budget_stops_the_server_naming_its_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        config.load({name: value})
+
+
 def test_no_raw_address_or_user_agent_in_logs_or_redis(redis_server, redis_client, caplog):
     caplog.set_level("DEBUG")
     client = make_app(redis_server.url, REACTIONS_TRUSTED_PROXIES=1).test_client()
@@ -205,23 +277,121 @@ def test_no_raw_address_or_user_agent_in_logs_or_redis(redis_server, redis_clien
 
 # 4. Bots ---------------------------------------------------------------------------------------
 
+# Real user agents. Browsers and the in-app browsers of social apps are readers; crawlers, link
+# previews, headless browsers, monitors and HTTP libraries are not.
+READERS = [
+    BROWSER_UA,  # what the tests and benchmarks vote with
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) FxiOS/133.0 Mobile/15E148 Safari/605.1.15",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPad; CPU OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.7 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/27.0 Chrome/125.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.86",
+    "Mozilla/5.0 (Linux; Android 10; HD1913) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36 EdgA/131.0.2903.87",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 OPR/115.0.0.0",
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 OPR/86.0.0.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 YaBrowser/24.12.0.0 Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7 Build/TQ3A.230805.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/491.0.0.61.109;]",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/491.0.0.38.107;FBBV/664069538;FBDV/iPhone15,3;FBMD/iPhone;FBSN/iOS;FBSV/18.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5;FBRV/666190839]",
+    "Mozilla/5.0 (Linux; Android 14; SM-G991B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36 Instagram 357.0.0.25.101 Android (34/14; 480dpi; 1080x2176; samsung; SM-G991B; o1s; exynos2100; en_US; 656451534)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 357.0.0.15.98 (iPhone15,2; iOS 18_1; en_US; en; scale=3.00; 1179x2556; 657145862)",
+    "Mozilla/5.0 (Linux; Android 13; SM-A536B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/131.0.6778.39 Mobile Safari/537.36 musical_ly_2023709030 JsSdk/1.0 NetType/WIFI Channel/googleplay AppName/musical_ly app_version/37.7.3 ByteLocale/en ByteFullLocale/en Region/US",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 LinkedInApp/9.30.2456",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 DuckDuckGo/5",
+    "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15 (Ecosia ios@10.2.0.2061)",
+    "Mozilla/5.0 (Linux; U; Android 12; en-US; Redmi Note 11 Build/SKQ1.211103.001) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/100.0.4896.58 UCBrowser/13.4.0.1306 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 13; M2101K6G) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 Vivaldi/7.0.3495.26",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) GSA/343.0.695551749 Mobile/15E148 Safari/604.1",
+]
+AUTOMATED = [
+    "",
+    "curl/8.5.0",
+    "Wget/1.21.4",
+    "python-requests/2.32.3",
+    "Python-urllib/3.12",
+    "python-httpx/0.28.1",
+    "aiohttp/3.11",
+    "axios/1.7.9",
+    "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+    "node-fetch",
+    "undici",
+    "node",
+    "PostmanRuntime/7.43.0",
+    "insomnia/10.2.0",
+    "Java-http-client/21.0.5",
+    "Java/17.0.2",
+    "Apache-HttpClient/4.5.14 (Java/17.0.9)",
+    "okhttp/4.12.0",
+    "Go-http-client/1.1",
+    "Go-http-client/2.0",
+    "Ruby",
+    "Faraday v2.12.2",
+    "GuzzleHttp/7",
+    "libwww-perl/6.77",
+    "Dart/3.5 (dart:io)",
+    "Deno/2.1.4",
+    "Bun/1.1.38",
+    "reqwest/0.12.9",
+    "HTTPie/3.2.4",
+    "Scrapy/2.12.0 (+https://scrapy.org)",
+    "WhatsApp/2.23.20.0",
+    "WhatsApp/2.2447.4 A",
+    "TelegramBot (like TwitterBot)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GoogleOther)",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.69 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Twitterbot/1.0",
+    "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+    "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "Mozilla/5.0 (compatible; DuckDuckBot-Https/1.1; https://duckduckgo.com/duckduckbot)",
+    "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko); compatible; ClaudeBot/1.0; +claudebot@anthropic.com)",
+    "CCBot/2.0 (https://commoncrawl.org/faq/)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0 PTST/241115.161020",
+    "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1",
+    "Mozilla/5.0 (compatible; Embedly/0.2; +http://support.embed.ly/)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_10_1) AppleWebKit/600.2.5 (KHTML, like Gecko) Version/8.0.2 Safari/600.2.5 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+    "Mozilla/5.0 (compatible; Pinterestbot/1.0; +http://www.pinterest.com/bot.html)",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5",
+    "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+]
+
 
 @pytest.mark.parametrize(
-    "agent",
-    [
-        "",
-        "Googlebot/2.1 (+http://www.google.com/bot.html)",
-        "Mozilla/5.0 HeadlessChrome/156.0",
-        "curl/8.5.0",
-        "python-requests/2.32",
-        "Mozilla/5.0 (compatible; bingbot/2.0)",
-    ],
+    ("agent", "counted"), [(a, True) for a in READERS] + [(a, False) for a in AUTOMATED]
 )
-def test_self_declared_bots_are_not_counted(client, redis_client, agent):
+def test_only_browsers_are_counted(client, redis_client, agent, counted):
     response = vote(client, agent=agent)
     assert response.status_code == 200
-    assert response.get_json()["counted"] is False and response.get_json()["total"] == 0
-    assert redis_client.keys("rx:{blog}:a:*") == []
+    assert response.get_json()["counted"] is counted
+    assert response.get_json()["total"] == int(counted)
+    assert redis_client.hgetall("rx:{blog}:a:post") == ({"happy": "1"} if counted else {})
+
+
+def test_an_agent_longer_than_any_browsers_is_not_counted(client, redis_client):
+    longest = (BROWSER_UA + " Extension/1.0" * 40)[:MAX_BROWSER_AGENT]
+    assert vote(client, agent=longest).get_json()["counted"] is True
+    response = vote(client, reader="another-reader-aaaaaa", agent=longest + "0")
+    assert response.status_code == 200 and response.get_json()["counted"] is False
+    assert redis_client.hgetall("rx:{blog}:a:post") == {"happy": "1"}
 
 
 # 5. Memory cannot be blown up ------------------------------------------------------------------

@@ -105,27 +105,36 @@ def admin_error(error: ReactionsError):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     store = current_store()
-    configured = current_app.config["REACTIONS_ADMIN_PASSWORD"]
+    settings = current_app.config
+    configured = settings["REACTIONS_ADMIN_PASSWORD"]
     has_password = bool(configured or store.admin_password_hash())
     message = ""
     if request.method == "POST":
-        fingerprint = security.client_fingerprint(store, request)
-        if store.login_failures(fingerprint) >= MAX_FAILURES:
+        address = security.address_fingerprint(store, request)
+        # The global budget spares the server's own machine: an admin there (or through an
+        # SSH tunnel) still gets in while many addresses keep everyone else locked out.
+        everyone = (
+            None if security.is_loopback(request) else settings["REACTIONS_LOGIN_FAILURES_GLOBAL"]
+        )
+        wait = store.login_lockout(address, MAX_FAILURES, everyone)
+        if wait:
+            minutes = math.ceil(wait / 60)
             response = Response(
                 render_template(
                     "admin/login.html",
                     has_password=has_password,
-                    message="Too many failed attempts. Try again in 15 minutes.",
+                    message=f"Too many failed attempts. Try again in {minutes} "
+                    f"minute{'s' if minutes != 1 else ''}.",
                 ),
                 status=429,
             )
-            response.headers["Retry-After"] = str(FAILURE_WINDOW)
+            response.headers["Retry-After"] = str(wait)
             return response
         password = request.form.get("password", "")
         if has_password and security.password_matches(
             password, configured, store.admin_password_hash()
         ):
-            store.clear_login_failures(fingerprint)
+            store.clear_login_failures(address)
             session.clear()
             session.update(admin=True, since=time.time())
             security.csrf_token()
@@ -133,9 +142,9 @@ def login():
             # Only a path on this server: never an open redirect.
             safe = target.startswith("/admin") and not target.startswith("//")
             return redirect(target if safe else url_for("admin.sites"))
-        failures = store.count_login_failure(fingerprint, FAILURE_WINDOW)
-        # Each failure from the same client waits longer (capped), to slow down guessing.
-        delay = current_app.config["REACTIONS_LOGIN_DELAY"]
+        failures = store.count_login_failure(address, FAILURE_WINDOW)
+        # Each failure from the same address waits longer (capped), to slow down guessing.
+        delay = settings["REACTIONS_LOGIN_DELAY"]
         time.sleep(min(delay * 2 ** (failures - 1), 2.0))
         message = "Wrong password."
         status = 401

@@ -213,6 +213,7 @@ def post_reaction():
             title,
             client=security.client_fingerprint(store, req),
             origin=page,
+            address=security.address_fingerprint(store, req),
         )
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)

@@ -441,6 +441,19 @@ def admin_set_password(password: str) -> None:
     click.echo(f"Admin password saved; open logins ended. Log in at {public_url}/admin/.")
 
 
+@admin.command("unlock")
+def admin_unlock() -> None:
+    """Lift the login lock-out now, for every address.
+
+    Failed logins lock an address out for 15 minutes, and every address once too many fail
+    together (REACTIONS_LOGIN_FAILURES_GLOBAL); a login from the server's own machine is
+    never held by the latter.
+    """
+    with open_store() as store:
+        removed = store.unlock_admin_login()
+    click.echo(f"Login unlocked ({removed} failure counter{'s' if removed != 1 else ''} removed).")
+
+
 @main.group("import")
 def import_group() -> None:
     """Bring in reaction counts from other systems."""

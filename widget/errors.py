@@ -44,6 +44,7 @@ def register(app: Flask) -> None:
     def rate_limited(error: RateLimited):
         detail = {
             "client": "too many reactions from this browser; wait a little",
+            "address": "too many reactions from this network; wait a little",
             "site": "this site is taking too many reactions right now; try again shortly",
             "articles": "this site gained too many new articles this hour",
         }[error.scope]

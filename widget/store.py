@@ -97,6 +97,11 @@ def client_rate_key(site: str, client: str, minute: int) -> str:
     return f"rx:{{{site}}}:rl:{client}:{minute}"
 
 
+def address_rate_key(site: str, address: str, minute: int) -> str:
+    """Votes from one address block (see security.address_block) to one site that minute."""
+    return f"rx:{{{site}}}:ra:{address}:{minute}"
+
+
 def site_rate_key(site: str, second: int) -> str:
     return f"rx:{{{site}}}:rs:{second}"
 
@@ -135,8 +140,13 @@ ADMIN_KEY = "rx:admin"
 ADMIN_LOGINS_KEY = "rx:admin:logins"
 
 
-def login_failures_key(fingerprint: str) -> str:
-    return f"rx:admin:fail:{fingerprint}"
+def login_failures_key(address: str) -> str:
+    """Failed logins from one address block (a hash of it, see security.address_fingerprint)."""
+    return f"rx:admin:fail:{address}"
+
+
+# Failed logins from every address together, in the current window.
+ALL_LOGIN_FAILURES_KEY = "rx:admin:failures"
 
 
 # The admin's statistics (the site's indexes, its total and last vote, the day buckets) take
@@ -230,7 +240,10 @@ return 0
 # One vote, atomically: move this reader's reaction from the previous choice to the new one
 # (or remove it), note the vote for the statistics (see FOLD_AT), publish and return the
 # counts. Setting the choice a reader already has changes nothing, so retries never
-# double-count. It first applies the rate limits (KEYS[7..9]), so a vote costs one round trip.
+# double-count. It first applies the rate limits (KEYS[7..10]), so a vote costs one round trip:
+# the client's (address + user agent), then the address's, which no header resets, then the
+# site's. A client over its own limit stops before it spends its address's budget, so one
+# browser cannot use up the allowance of the readers behind its NAT.
 #
 # Cheap for Redis, counted in instructions (valgrind) per vote: increments are strings, as
 # Redis formats a Lua number argument with snprintf (11,000 instructions a vote for six), and
@@ -250,6 +263,8 @@ local function limited(key, limit, window)
 end
 local wait = limited(KEYS[7], tonumber(ARGV[9]), 60)
 if wait then return {'!', 'client', wait} end
+wait = limited(KEYS[10], tonumber(ARGV[18]), 60)
+if wait then return {'!', 'address', wait} end
 wait = limited(KEYS[8], tonumber(ARGV[10]), 1)
 if wait then return {'!', 'site', wait} end
 local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
@@ -414,12 +429,14 @@ BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
 
 @dataclass(frozen=True)
 class Limits:
-    """How many votes a client may send to a site per minute, a site may take per second,
-    and how many new articles a site may gain per hour."""
+    """How many votes a client (address + user agent) and an address block may send to a site
+    per minute, a site may take per second, and how many new articles a site may gain per
+    hour."""
 
     per_client_minute: int = 1_000_000
     per_site_second: int = 1_000_000
     new_articles_hour: int = 1_000_000
+    per_address_minute: int = 1_000_000
 
 
 class RateLimited(Exception):
@@ -461,6 +478,7 @@ def vote_arguments(
     client: str,
     limits: Limits,
     origin: str = "",
+    address: str = "",
 ) -> tuple[list[str], list]:
     """KEYS and ARGV of the vote script, in the order the script reads them. `origin` is
     the page's the vote came from (its Origin header), "" for the server's own calls."""
@@ -477,6 +495,7 @@ def vote_arguments(
         client_rate_key(name, client, int(now // 60)),
         site_rate_key(name, int(now)),
         new_articles_key(name, int(now // 3600)),
+        address_rate_key(name, address, int(now // 60)),
     ]
     args = [
         reader,
@@ -496,6 +515,7 @@ def vote_arguments(
         total_prefix,
         FOLD_AT,
         origin,
+        limits.per_address_minute,
     ]
     return keys, args
 
@@ -836,20 +856,21 @@ class Store:
         client: str = "",
         limits: Limits | None = None,
         origin: str = "",
+        address: str = "",
     ) -> tuple[str | None, dict[str, int]]:
         """Set (or with None, take back) a reader's reaction; returns (previous, counts).
 
         `url` and `title` describe the article: they are kept when it has none yet, and
         replace its own only when `origin` (the page the vote came from) is its URL's.
 
-        Raises RateLimited when the client, the site or the site's new articles are over
-        their limits; nothing is changed then.
+        Raises RateLimited when the client, its address, the site or the site's new articles
+        are over their limits; nothing is changed then.
         """
         now = time.time() if now is None else now
         # Limits are for requests from clients; the server's own calls (import, tools) have none.
         limits = limits or (self.limits if client else Limits())
         keys, args = vote_arguments(
-            site, article, reader, choice, url, title, now, client, limits, origin
+            site, article, reader, choice, url, title, now, client, limits, origin, address
         )
         result = self._run(self._vote, keys, args)
         if result[0] == "!":
@@ -1061,20 +1082,45 @@ class Store:
         if login:
             self.client.hdel(ADMIN_LOGINS_KEY, login)
 
-    def login_failures(self, fingerprint: str) -> int:
-        return int(self.client.get(login_failures_key(fingerprint)) or 0)
-
-    def count_login_failure(self, fingerprint: str, window: int) -> int:
+    def login_lockout(self, address: str, per_address: int, everyone: int | None) -> int:
+        """Seconds before a login may be tried from this address: 0 unless its failures
+        reached `per_address`, or everyone's together reached `everyone` (None: this address
+        is not held by the global budget)."""
         # Not a transaction: the keys live on different cluster slots.
         pipe = self.client.pipeline(transaction=False)
-        pipe.incr(login_failures_key(fingerprint))
-        pipe.expire(login_failures_key(fingerprint), window)
+        for key in (login_failures_key(address), ALL_LOGIN_FAILURES_KEY):
+            pipe.get(key)
+            pipe.ttl(key)
+        mine, mine_ttl, all_, all_ttl = pipe.execute()
+        wait = 0
+        if int(mine or 0) >= per_address:
+            wait = max(wait, mine_ttl, 1)
+        if everyone is not None and int(all_ or 0) >= everyone:
+            wait = max(wait, all_ttl, 1)
+        return wait
+
+    def count_login_failure(self, address: str, window: int) -> int:
+        """Count a failed login from this address and in everyone's window; returns the
+        address's failures. The address's window starts again with each failure; everyone's
+        is fixed from its first failure, so a lock-out by many addresses ends with it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(login_failures_key(address))
+        pipe.expire(login_failures_key(address), window)
+        pipe.set(ALL_LOGIN_FAILURES_KEY, 0, nx=True, ex=window)
+        pipe.incr(ALL_LOGIN_FAILURES_KEY)
         pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
-        failures, _, _ = pipe.execute()
+        failures, *_ = pipe.execute()
         return int(failures)
 
-    def clear_login_failures(self, fingerprint: str) -> None:
-        self.client.delete(login_failures_key(fingerprint))
+    def clear_login_failures(self, address: str) -> None:
+        self.client.delete(login_failures_key(address))
+
+    def unlock_admin_login(self) -> int:
+        """Forget every counted login failure, of every address and of everyone together:
+        the admin's way in during an attack (`reactions admin unlock`). Returns how many
+        counters were removed."""
+        keys = [ALL_LOGIN_FAILURES_KEY, *self.client.scan_iter(match=login_failures_key("*"))]
+        return sum(int(self.client.delete(key)) for key in keys)
 
     def daily_salt(self, day: str) -> str:
         """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked.

@@ -126,6 +126,7 @@ def main() -> None:
         env = {
             "REDIS_URL": redis_server.url,
             "REACTIONS_RATE_PER_MINUTE": "10000000",
+            "REACTIONS_ADDRESS_RATE_PER_MINUTE": "10000000",
             "REACTIONS_SITE_RATE_PER_SECOND": "10000000",
             "REACTIONS_NEW_ARTICLES_PER_HOUR": "10000000",
         }
