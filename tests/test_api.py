@@ -5,6 +5,9 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import signal
+import threading
 import time
 from urllib.parse import quote
 
@@ -547,6 +550,38 @@ def test_the_listener_drains_a_batch_keeping_the_newest_message_of_each_channel(
     pubsub.close()
     listener.close()
     publisher.close()
+
+
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_the_listener_waits_for_the_rest_of_a_partly_arrived_message(redis_server, parser):
+    """A message larger than the socket's buffers arrives in pieces: Redis stops (SIGSTOP)
+    with only the first of them sent, and goes on a moment later. The listener must wait for
+    the rest, as for any reply, instead of failing on the half it has (TimeoutError)."""
+    options = {"parser_class": _RESP2Parser} if parser == "python" else {}
+    listener = redis.Redis.from_url(
+        redis_server.url, decode_responses=True, protocol=2, socket_timeout=5, **options
+    )
+    publisher = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    pubsub.psubscribe("drain-test:*")  # no app's listener hears these
+    await_confirmation(pubsub, "psubscribe", 5)
+    large = "happy," + "9" * 4_000_000
+    pid = redis_server.process.pid
+    resume = threading.Timer(0.3, os.kill, (pid, signal.SIGCONT))
+    try:
+        assert publisher.publish("drain-test:large", large) == 1
+        wait_until(lambda: pubsub.connection.can_read(timeout=0))  # its first bytes are here
+        os.kill(pid, signal.SIGSTOP)
+        resume.start()  # Redis sends the rest only after a moment
+        newest: dict[str, str] = {}
+        drain(pubsub, newest)
+        assert newest == {"drain-test:large": large}
+    finally:
+        resume.cancel()
+        os.kill(pid, signal.SIGCONT)
+        pubsub.close()
+        listener.close()
+        publisher.close()
 
 
 def test_health_and_readiness(client):

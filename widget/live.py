@@ -272,8 +272,13 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
     connection = pubsub.connection
     reader = getattr(getattr(connection, "_parser", None), "_reader", None)
     if reader is None or not hasattr(connection._parser, "read_from_socket"):
-        while (message := pubsub.get_message(timeout=0)) is not None:
-            if message["type"] == "pmessage":
+        # Not get_message(timeout=0): it gives the rest of a reply that has only partly
+        # arrived no time at all, and raises TimeoutError. Once a reply has begun, its rest
+        # gets the connection's usual patience, as on the hiredis path below.
+        patience = connection.socket_timeout
+        while connection.can_read(timeout=0):
+            message = pubsub.get_message(timeout=patience)
+            if message is not None and message["type"] == "pmessage":
                 newest[message["channel"]] = message["data"]
         return
     while True:
