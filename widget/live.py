@@ -127,6 +127,8 @@ class Hub:
                     if message is not None:
                         if message["type"] == "pmessage":
                             newest[message["channel"]] = message["data"]
+                        elif message["type"] == "psubscribe":
+                            raise resubscribed()
                         drain(pubsub, newest)
                     for name, data in newest.items():
                         self._dispatch(name, data)
@@ -280,14 +282,18 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
             message = pubsub.get_message(timeout=patience)
             if message is not None and message["type"] == "pmessage":
                 newest[message["channel"]] = message["data"]
+            elif message is not None and message["type"] == "psubscribe":
+                raise resubscribed()
         return
     while True:
         reply = reader.gets()
-        # RESP2 pub/sub replies are lists: ["pmessage", pattern, channel, data]; the others
-        # (a health check's "pong", a subscription's confirmation) change nothing here.
+        # RESP2 pub/sub replies are lists: ["pmessage", pattern, channel, data]; a health
+        # check's "pong" changes nothing here, a subscription's confirmation is a reconnection.
         if type(reply) is list:
             if len(reply) == 4 and reply[0] == "pmessage":
                 newest[reply[2]] = reply[3]
+            elif len(reply) == 3 and reply[0] == "psubscribe":
+                raise resubscribed()
         elif isinstance(reply, Exception):
             raise reply
         elif connection.can_read(timeout=0):
@@ -296,6 +302,14 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
             connection._parser.read_from_socket()
         else:
             return
+
+
+def resubscribed() -> redis.ConnectionError:
+    """What the listener raises on a subscription's confirmation after its first: redis-py
+    reconnects a lost pub/sub connection and subscribes again by itself, and the messages
+    published meanwhile are lost. The listener then starts over as after any lost connection,
+    dropping the counts it holds."""
+    return redis.ConnectionError("the pub/sub connection was lost and made again")
 
 
 def await_confirmation(pubsub: redis.client.PubSub, kind: str, timeout: float) -> None:
