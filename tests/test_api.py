@@ -223,20 +223,21 @@ def test_a_registered_site_accepts_its_origins_only(client, store, redis_client)
 
 
 @pytest.mark.parametrize(
-    ("origin", "site"),
+    ("origin", "site", "error"),
     [
-        (None, "demo"),
-        ("https://evil.example", "demo"),
-        ("null", "demo"),
-        (ORIGIN, "nosuchsite"),
+        (None, "demo", "origin_not_allowed"),
+        ("https://evil.example", "demo", "origin_not_allowed"),
+        ("null", "demo", "origin_not_allowed"),
+        (ORIGIN, "nosuchsite", "unknown_site"),
     ],
 )
-def test_refused_writes_create_nothing(client, redis_client, origin, site):
+def test_refused_writes_create_nothing(client, redis_client, origin, site, error):
     headers = {"Origin": origin} if origin else {}
     body = {"site": site, "article": "a", "reader": READER, "reaction": "happy"}
     response = client.post("/api/v1/reactions", json=body, headers=headers)
     assert response.status_code == 403
     assert set(response.get_json()) == {"error", "detail"}
+    assert response.get_json()["error"] == error
     assert site_keys(redis_client) == []
 
 
@@ -284,6 +285,7 @@ def test_bad_fields_get_400_and_store_nothing(client, redis_client, body):
     response = client.post("/api/v1/reactions", json=body, headers={"Origin": ORIGIN})
     assert response.status_code == 400, response.get_json()
     assert set(response.get_json()) == {"error", "detail"}
+    assert response.get_json()["error"] == "invalid_field"
     assert response.get_json()["detail"]
     assert site_keys(redis_client) == []
 
@@ -359,37 +361,48 @@ def test_a_body_without_a_declared_length_is_read_up_to_the_limit(client, redis_
     assert response.request.content_length is None
     if size > 1000:
         assert response.status_code == 413
+        assert response.get_json()["error"] == "request_entity_too_large"
         assert site_keys(redis_client) == []
     else:
         assert response.status_code == 200 and response.get_json()["mine"] == "happy"
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "status", "error"),
     [
-        "site=demo",
-        "article=a",
-        "site=nosuch&article=a",
-        "site=demo&article=",
+        ("site=demo", 400, "invalid_field"),
+        ("article=a", 400, "invalid_field"),
+        ("site=nosuch&article=a", 403, "unknown_site"),
+        ("site=demo&article=", 400, "invalid_field"),
     ],
 )
-def test_bad_reads_get_a_json_error(client, query):
+def test_bad_reads_get_a_json_error(client, query, status, error):
     response = client.get(f"/api/v1/reactions?{query}")
-    assert response.status_code in (400, 403)
+    assert response.status_code == status
     assert set(response.get_json()) == {"error", "detail"}
+    assert response.get_json()["error"] == error
 
 
-def test_batch_limits(client):
-    assert client.get("/api/v1/reactions/batch?site=demo").status_code == 400
-    many = "&".join(f"article=a{i}" for i in range(51))
-    assert client.get(f"/api/v1/reactions/batch?site=demo&{many}").status_code == 400
+@pytest.mark.parametrize("count", [0, 51])
+def test_batch_limits(client, count):
+    articles = "".join(f"&article=a{i}" for i in range(count))
+    response = client.get(f"/api/v1/reactions/batch?site=demo{articles}")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_field"
+
+
+def test_a_batch_of_exactly_the_limit_is_read(client):
+    articles = "".join(f"&article=a{i}" for i in range(50))
+    response = client.get(f"/api/v1/reactions/batch?site=demo{articles}")
+    assert response.status_code == 200
+    assert len(response.get_json()["articles"]) == 50
 
 
 def test_unknown_paths_and_methods_get_json(client):
     missing = client.get("/api/v1/nothing")
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     wrong = client.delete("/api/v1/reactions")
-    assert wrong.status_code == 405 and "error" in wrong.get_json()
+    assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
 
 
 def test_title_and_url_are_kept_for_the_article(client, redis_client):
