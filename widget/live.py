@@ -171,6 +171,8 @@ class Hub:
                     if message is not None:
                         if message["type"] == "pmessage":
                             newest[message["channel"]] = message["data"]
+                        elif message["type"] == "psubscribe":
+                            raise resubscribed()
                         drain(pubsub, newest)
                     for name, data in newest.items():
                         self._dispatch(name, data)
@@ -316,17 +318,26 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
     connection = pubsub.connection
     reader = getattr(getattr(connection, "_parser", None), "_reader", None)
     if reader is None or not hasattr(connection._parser, "read_from_socket"):
-        while (message := pubsub.get_message(timeout=0)) is not None:
-            if message["type"] == "pmessage":
+        # Not get_message(timeout=0): it gives the rest of a reply that has only partly
+        # arrived no time at all, and raises TimeoutError. Once a reply has begun, its rest
+        # gets the connection's usual patience, as on the hiredis path below.
+        patience = connection.socket_timeout
+        while connection.can_read(timeout=0):
+            message = pubsub.get_message(timeout=patience)
+            if message is not None and message["type"] == "pmessage":
                 newest[message["channel"]] = message["data"]
+            elif message is not None and message["type"] == "psubscribe":
+                raise resubscribed()
         return
     while True:
         reply = reader.gets()
-        # RESP2 pub/sub replies are lists: ["pmessage", pattern, channel, data]; the others
-        # (a health check's "pong", a subscription's confirmation) change nothing here.
+        # RESP2 pub/sub replies are lists: ["pmessage", pattern, channel, data]; a health
+        # check's "pong" changes nothing here, a subscription's confirmation is a reconnection.
         if type(reply) is list:
             if len(reply) == 4 and reply[0] == "pmessage":
                 newest[reply[2]] = reply[3]
+            elif len(reply) == 3 and reply[0] == "psubscribe":
+                raise resubscribed()
         elif isinstance(reply, Exception):
             raise reply
         elif connection.can_read(timeout=0):
@@ -335,6 +346,14 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
             connection._parser.read_from_socket()
         else:
             return
+
+
+def resubscribed() -> redis.ConnectionError:
+    """What the listener raises on a subscription's confirmation after its first: redis-py
+    reconnects a lost pub/sub connection and subscribes again by itself, and the messages
+    published meanwhile are lost. The listener then starts over as after any lost connection,
+    dropping the counts it holds."""
+    return redis.ConnectionError("the pub/sub connection was lost and made again")
 
 
 def await_confirmation(pubsub: redis.client.PubSub, kind: str, timeout: float) -> None:
