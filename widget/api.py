@@ -225,6 +225,9 @@ def parse_json_object(req: Request, limit: int | None) -> dict:
         data = _JSON_DECODER.decode(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
         raise InvalidField("the body is not valid JSON") from None
+    except RecursionError:
+        # Under the size cap, 968 nested arrays exhaust Python's stack; a vote is one level.
+        raise InvalidField("the body is nested too deeply: a vote is one flat object") from None
     if not isinstance(data, dict):
         raise InvalidField("the body must be a JSON object")
     return data

@@ -22,6 +22,9 @@ READER_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 REACTION_ID = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # C0/C1 control characters and the Unicode line/paragraph separators.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Lone UTF-16 surrogates: JSON's `\\ud800` escape gives Python a string that no UTF-8
+# encoder (Redis, the log, the response) can write.
+SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 class Reaction(NamedTuple):
@@ -109,7 +112,15 @@ def _require_text(name: str, value: object, max_length: int) -> str:
         raise InvalidField(f"'{name}' is longer than {max_length} characters")
     if CONTROL_CHARS.search(value):
         raise InvalidField(f"'{name}' contains control characters")
+    _refuse_surrogates(name, value)
     return value
+
+
+def _refuse_surrogates(name: str, value: str) -> None:
+    if SURROGATES.search(value):
+        raise InvalidField(
+            f"'{name}' contains a lone surrogate (\\ud800-\\udfff), which is not text"
+        )
 
 
 def validate_site(value: object) -> str:
@@ -181,6 +192,7 @@ def validate_title(value: object) -> str:
         raise InvalidField("'title' must be a string")
     if len(value) > MAX_TITLE_LENGTH * 4:
         raise InvalidField(f"'title' is longer than {MAX_TITLE_LENGTH * 4} characters")
+    _refuse_surrogates("title", value)
     # Titles are display text: collapse whitespace and drop control characters.
     return " ".join(CONTROL_CHARS.sub(" ", value).split())[:MAX_TITLE_LENGTH]
 
