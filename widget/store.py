@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from .reactions import DEFAULT_REACTIONS, Reaction, parse_reaction_set
 
@@ -705,12 +705,16 @@ class BoundedSSLConnection(BoundedConnection, redis.SSLConnection):
     the socket."""
 
 
-# Sentinel keeps its own connection class.
+class BoundedSentinelConnection(BoundedConnection, SentinelManagedConnection):
+    """The connection to the master a Sentinel group names."""
+
+
 CONNECTIONS = {
     "redis": QuickCheckConnection,
     "unix": QuickCheckUnixConnection,
     "rediss": BoundedSSLConnection,
     "redis+cluster": QuickCheckConnection,
+    "redis+sentinel": BoundedSentinelConnection,
 }
 
 
