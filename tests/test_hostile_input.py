@@ -115,3 +115,33 @@ def test_the_openapi_document_says_which_votes_the_server_takes(client, field, v
     response = client.post("/api/v1/reactions", json=body, headers={"Origin": ORIGIN})
 
     assert response.status_code == (200 if valid else 400), (valid, response.get_json())
+
+
+BATCHES = [
+    ["a"] * 50,
+    ["a"] * 51,  # repeats count: the schema's maxItems says so
+    ["a", ""],
+    ["a", "   "],
+    ["a", "line\nbreak"],
+    ["http://[", "https://Blog.example/post#top"],
+]
+
+
+@pytest.mark.parametrize("articles", BATCHES)
+def test_the_openapi_document_says_which_batches_the_server_reads(client, articles):
+    from jsonschema_rs import Draft4Validator
+
+    document = client.get("/openapi.json").get_json()
+    (parameter,) = [
+        p
+        for p in document["paths"]["/api/v1/reactions/batch"]["get"]["parameters"]
+        if p["name"] == "article"
+    ]
+    valid = Draft4Validator(parameter["schema"]).is_valid(articles)
+
+    response = client.get(
+        "/api/v1/reactions/batch",
+        query_string=[("site", "demo")] + [("article", a) for a in articles],
+    )
+
+    assert response.status_code == (200 if valid else 400), (valid, response.get_json())

@@ -148,11 +148,13 @@ def get_reactions():
 @cross_origin(origins="*", send_wildcard=True, max_age=security.PREFLIGHT_MAX_AGE)
 def get_reactions_batch():
     site = known_site(request.args.get("site"))
-    requested = list(dict.fromkeys(request.args.getlist("article")))
-    if not requested:
+    asked = request.args.getlist("article")
+    if not asked:
         raise InvalidField("give at least one 'article' parameter")
-    if len(requested) > MAX_BATCH_ARTICLES:
+    # Counted as given, repeats too, as the API's schema says (maxItems).
+    if len(asked) > MAX_BATCH_ARTICLES:
         raise InvalidField(f"at most {MAX_BATCH_ARTICLES} articles per batch")
+    requested = list(dict.fromkeys(asked))
     articles = [normalize_article(a) for a in requested]
     all_counts = live_counts(site.name, articles)
     # {"articles": {asked: summary, …}}, byte for byte as encode() writes it, joined from each
