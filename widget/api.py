@@ -149,11 +149,13 @@ def get_reactions():
 @cross_origin(origins="*", send_wildcard=True, max_age=security.PREFLIGHT_MAX_AGE)
 def get_reactions_batch():
     site = known_site(request.args.get("site"))
-    requested = list(dict.fromkeys(request.args.getlist("article")))
-    if not requested:
+    asked = request.args.getlist("article")
+    if not asked:
         raise InvalidField("give at least one 'article' parameter")
-    if len(requested) > MAX_BATCH_ARTICLES:
+    # Counted as given, repeats too, as the API's schema says (maxItems).
+    if len(asked) > MAX_BATCH_ARTICLES:
         raise InvalidField(f"at most {MAX_BATCH_ARTICLES} articles per batch")
+    requested = list(dict.fromkeys(asked))
     articles = [normalize_article(a) for a in requested]
     all_counts = live_counts(site.name, articles)
     # {"articles": {asked: summary, …}}, byte for byte as encode() writes it, joined from each
@@ -230,6 +232,9 @@ def parse_json_object(req: Request, limit: int | None) -> dict:
         data = _JSON_DECODER.decode(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
         raise InvalidField("the body is not valid JSON") from None
+    except RecursionError:
+        # Under the size cap, 968 nested arrays exhaust Python's stack; a vote is one level.
+        raise InvalidField("the body is nested too deeply: a vote is one flat object") from None
     if not isinstance(data, dict):
         raise InvalidField("the body must be a JSON object")
     return data

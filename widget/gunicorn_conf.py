@@ -20,6 +20,7 @@ skips it.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import re
 import sys
@@ -70,7 +71,7 @@ def post_worker_init(worker) -> None:
     every connection of a gevent worker with it; after the freeze it takes under 0.1 ms.
 
     Answers go out in one write (see `one_write_response`), with a Date header formatted
-    once a second (see `once_a_second`)."""
+    once a second (see `once_a_second`); gunicorn's own errors as JSON (see `json_errors`)."""
     from gunicorn import util
     from gunicorn.http import wsgi
 
@@ -78,6 +79,8 @@ def post_worker_init(worker) -> None:
         wsgi.Response = one_write_response(wsgi.Response)
     if not getattr(util.http_date, "once_a_second", False):
         util.http_date = once_a_second(util.http_date)
+    if not getattr(util.write_error, "json_errors", False):
+        util.write_error = json_errors(util.write_error)
     gc.collect()
     gc.freeze()
     # Each worker listens for live updates from its start, not from its first read: a
@@ -163,6 +166,41 @@ def once_a_second(http_date):
     cached.once_a_second = True
     cached.__wrapped__ = http_date
     return cached
+
+
+# What a client can do about gunicorn's own refusals, which come before the app sees a request.
+GUNICORN_ERROR_DETAILS = {
+    414: "the request line is too long: ask for fewer or shorter articles per request",
+    431: "the request headers are too many or too long",
+}
+
+
+def json_errors(write_error):
+    """gunicorn's answers to a request it cannot read (a request line over its limit: 414,
+    headers over theirs: 431, a malformed request: 400) as the app's JSON `{error, detail}`
+    instead of an HTML page: the widget and API clients read JSON."""
+
+    def write_json_error(sock, status_int, reason, mesg):
+        body = json.dumps(
+            {
+                "error": reason.lower().replace(" ", "_"),
+                "detail": GUNICORN_ERROR_DETAILS.get(status_int) or mesg or reason,
+            }
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\n"
+            "Connection: close\r\n"
+            "Content-Type: application/json\r\n"
+            "Cache-Control: no-store\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        util.write_nonblock(sock, head + body)
+
+    from gunicorn import util
+
+    write_json_error.json_errors = True
+    write_json_error.__wrapped__ = write_error
+    return write_json_error
 
 
 def pre_request(worker, req) -> None:

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from . import __version__
 from .reactions import (
+    CONTROL_RANGES,
     MAX_ARTICLE_LENGTH,
     MAX_BATCH_ARTICLES,
     MAX_READER_LENGTH,
+    MAX_TITLE_INPUT_LENGTH,
     MAX_TITLE_LENGTH,
     MAX_URL_LENGTH,
     MIN_READER_LENGTH,
 )
+
+# Text without control characters, with at least one character that is not a space: what
+# the server keeps of an article id once trimmed.
+ARTICLE_ID = {
+    "type": "string",
+    "maxLength": MAX_ARTICLE_LENGTH,
+    "pattern": f"^[^{CONTROL_RANGES}]*[^\\s{CONTROL_RANGES}][^{CONTROL_RANGES}]*$",
+    "description": "The article's id or canonical URL, trimmed; a URL loses its fragment, and "
+    "its scheme and host are lowercased",
+    "example": "first-post",
+}
 
 
 def _error(description: str) -> dict:
@@ -41,12 +54,14 @@ ARTICLE = {
     "name": "article",
     "in": "query",
     "required": True,
-    "schema": {"type": "string", "maxLength": MAX_ARTICLE_LENGTH, "example": "first-post"},
+    "schema": ARTICLE_ID,
 }
 UNAVAILABLE = _error("Redis is unreachable; see Retry-After")
 READ_ERRORS = {
     "400": _error("A parameter is missing or invalid"),
     "403": _error("The site is not registered"),
+    # gunicorn refuses a request line over 4,094 bytes before the app sees it.
+    "414": _error("The request line is too long: ask for fewer or shorter articles"),
     "503": UNAVAILABLE,
 }
 
@@ -107,7 +122,7 @@ def document() -> dict:
                                 "type": "array",
                                 "minItems": 1,
                                 "maxItems": MAX_BATCH_ARTICLES,
-                                "items": {"type": "string", "maxLength": MAX_ARTICLE_LENGTH},
+                                "items": ARTICLE_ID,
                             },
                         },
                     ],
@@ -205,8 +220,21 @@ def document() -> dict:
                             "maxLength": MAX_READER_LENGTH,
                         },
                         "reaction": {"type": "string", "nullable": True, "example": "happy"},
-                        "url": {"type": "string", "maxLength": MAX_URL_LENGTH},
-                        "title": {"type": "string", "maxLength": MAX_TITLE_LENGTH},
+                        "url": {
+                            "type": "string",
+                            "nullable": True,
+                            "maxLength": MAX_URL_LENGTH,
+                            "pattern": f"^([hH][tT][tT][pP][sS]?://[^{CONTROL_RANGES}]*)?$",
+                            "description": "The page's http(s) URL, or empty",
+                        },
+                        "title": {
+                            "type": "string",
+                            "nullable": True,
+                            "maxLength": MAX_TITLE_INPUT_LENGTH,
+                            "description": "The page's title, stored with control characters "
+                            "and runs of white space as one space, shortened to "
+                            f"{MAX_TITLE_LENGTH} characters",
+                        },
                     },
                 },
             }

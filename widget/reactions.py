@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 MAX_SITE_LENGTH = 64
 MAX_ARTICLE_LENGTH = 512
 MAX_TITLE_LENGTH = 300
+# A longer title is refused; one up to this long is shortened to MAX_TITLE_LENGTH.
+MAX_TITLE_INPUT_LENGTH = MAX_TITLE_LENGTH * 4
 MAX_URL_LENGTH = 2048
 MIN_READER_LENGTH = 16
 MAX_READER_LENGTH = 128
@@ -20,8 +22,13 @@ MAX_BATCH_ARTICLES = 50
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 READER_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 REACTION_ID = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-# C0/C1 control characters and the Unicode line/paragraph separators.
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0/C1 control characters and the Unicode line/paragraph separators (as a character class's
+# ranges, which the OpenAPI document uses too).
+CONTROL_RANGES = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+CONTROL_CHARS = re.compile(f"[{CONTROL_RANGES}]")
+# Lone UTF-16 surrogates: JSON's `\\ud800` escape gives Python a string that no UTF-8
+# encoder (Redis, the log, the response) can write.
+SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 class Reaction(NamedTuple):
@@ -109,7 +116,15 @@ def _require_text(name: str, value: object, max_length: int) -> str:
         raise InvalidField(f"'{name}' is longer than {max_length} characters")
     if CONTROL_CHARS.search(value):
         raise InvalidField(f"'{name}' contains control characters")
+    _refuse_surrogates(name, value)
     return value
+
+
+def _refuse_surrogates(name: str, value: str) -> None:
+    if SURROGATES.search(value):
+        raise InvalidField(
+            f"'{name}' contains a lone surrogate (\\ud800-\\udfff), which is not text"
+        )
 
 
 def validate_site(value: object) -> str:
@@ -129,19 +144,20 @@ def normalize_article(value: object) -> str:
     the post's identity. The widget drops the query itself when it falls back to the address
     bar, where it is more often a tracking tag. Scheme and host of a URL are lowercased so
     that `HTTPS://Blog.example/post` and `https://blog.example/post` count as one article.
+
+    The length is checked as given, so that the API's schema can say it; normalizing may add
+    the "/" of an empty path. An id that only looks like a URL (`http://[`) stays as it is.
     """
-    article = _require_text("article", value, MAX_URL_LENGTH).strip()
+    article = _require_text("article", value, MAX_ARTICLE_LENGTH).strip()
     if not article:
         raise InvalidField("'article' must not be empty")
     if article.lower().startswith(("http://", "https://")):
         try:
             parts = urlsplit(article)
-        except ValueError as error:
-            raise InvalidField(f"'article' is not a valid URL: {error}") from None
+        except ValueError:
+            return article
         path = parts.path or "/"
         article = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
-    if len(article) > MAX_ARTICLE_LENGTH:
-        raise InvalidField(f"'article' is longer than {MAX_ARTICLE_LENGTH} characters")
     return article
 
 
@@ -168,9 +184,9 @@ def validate_choice(value: object, reaction_set: tuple[Reaction, ...]) -> str | 
 def validate_url(value: object) -> str:
     if value is None:
         return ""
-    url = _require_text("url", value, MAX_URL_LENGTH).strip()
+    url = _require_text("url", value, MAX_URL_LENGTH)
     if url and not url.lower().startswith(("http://", "https://")):
-        raise InvalidField("'url' must be an http(s) URL")
+        raise InvalidField("'url' must be an http(s) URL, or empty")
     return url
 
 
@@ -179,9 +195,11 @@ def validate_title(value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidField("'title' must be a string")
-    if len(value) > MAX_TITLE_LENGTH * 4:
-        raise InvalidField(f"'title' is longer than {MAX_TITLE_LENGTH * 4} characters")
-    # Titles are display text: collapse whitespace and drop control characters.
+    if len(value) > MAX_TITLE_INPUT_LENGTH:
+        raise InvalidField(f"'title' is longer than {MAX_TITLE_INPUT_LENGTH} characters")
+    _refuse_surrogates("title", value)
+    # Titles are display text: collapse whitespace, drop control characters, and shorten a
+    # long one rather than lose the reader's vote over the page's title.
     return " ".join(CONTROL_CHARS.sub(" ", value).split())[:MAX_TITLE_LENGTH]
 
 

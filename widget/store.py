@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from .reactions import DEFAULT_REACTIONS, Reaction, parse_reaction_set
 
@@ -606,7 +607,115 @@ class HiredisPacker:
         return self._redis_py.pack(*args)
 
 
-class QuickConnection(QuickReadinessCheck):
+# The monotonic time by which the Redis call under way in this thread or greenlet gives up,
+# or None: outside a call, and for a pub/sub reader, which says how long it waits each time.
+_call_deadline: ContextVar[float | None] = ContextVar("reactions_redis_deadline", default=None)
+# A read this much shorter than the socket timeout is worth a shorter socket timeout; a call
+# whose reply comes at once never pays for setting one.
+DEADLINE_SLACK = 0.01
+
+
+def _time_left() -> float | None:
+    """Seconds left to the current call's deadline (None: no deadline); TimeoutError once
+    it has passed."""
+    deadline = _call_deadline.get()
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise redis.TimeoutError("the Redis call ran out of time")
+    return left
+
+
+class BoundedConnection:
+    """A connection that keeps two promises to the app, whatever redis-py does inside.
+
+    Every wait (connect, handshake, health check, reply) ends by the deadline of the call
+    it serves (see `DeadlinePool`), so a stalled Redis costs a call its timeout once, not a
+    timeout per step and retry. And every failure is a `redis.RedisError`, which the app
+    answers with a 503: redis-py 8 itself raised AttributeError when a unix-socket
+    connection timed out (its error metrics read a TCP-only `host`)."""
+
+    def connect(self):
+        try:
+            return super().connect()
+        except redis.RedisError:
+            raise
+        except Exception as error:
+            raise self._client_failure(error) from error
+
+    def _connect(self):
+        left = _time_left()
+        if left is None or (self.socket_connect_timeout or float("inf")) <= left:
+            return super()._connect()
+        configured = self.socket_connect_timeout
+        self.socket_connect_timeout = left
+        try:
+            return super()._connect()
+        finally:
+            self.socket_connect_timeout = configured
+
+    def send_packed_command(self, command, check_health=True):
+        try:
+            return super().send_packed_command(command, check_health)
+        except redis.RedisError:
+            raise
+        except Exception as error:
+            raise self._client_failure(error) from error
+
+    def read_response(self, *args, **kwargs):
+        sock, deadline = self._sock, _call_deadline.get()
+        try:
+            if sock is None or deadline is None or "timeout" in kwargs:
+                return super().read_response(*args, **kwargs)
+            left = deadline - time.monotonic()
+            if self.socket_timeout is not None and left > self.socket_timeout - DEADLINE_SLACK:
+                return super().read_response(*args, **kwargs)
+            if left <= 0:
+                self.disconnect()  # the command's reply would answer the next one
+                raise redis.TimeoutError("the Redis call ran out of time")
+            sock.settimeout(left)
+            try:
+                return super().read_response(*args, **kwargs)
+            finally:
+                if self._sock is sock:
+                    sock.settimeout(self.socket_timeout)
+        except redis.RedisError:
+            raise
+        except Exception as error:
+            raise self._client_failure(error) from error
+
+    def register_connect_callback(self, callback):
+        # Only a pub/sub client registers one: it holds this connection for as long as it
+        # listens and gives each read its own timeout, so the call that lent it ends here.
+        _call_deadline.set(None)
+        super().register_connect_callback(callback)
+
+    def _client_failure(self, error: Exception) -> redis.ConnectionError:
+        self.disconnect()
+        return redis.ConnectionError(f"the Redis client failed: {type(error).__name__}: {error}")
+
+
+class DeadlinePool(redis.BlockingConnectionPool):
+    """A bounded pool whose `timeout` is the whole time of one call (a command, a script, a
+    pipeline): the wait for a free connection, a reconnect, a health check, the reply and a
+    retry all share it. Under a stall with every connection busy, a request once waited the
+    timeout for a connection, then the timeout again for its reply, and again for the retry."""
+
+    def get_connection(self, *args, **kwargs):
+        _call_deadline.set(time.monotonic() + self.timeout)
+        try:
+            return super().get_connection(*args, **kwargs)
+        except BaseException:
+            _call_deadline.set(None)
+            raise
+
+    def release(self, connection):
+        _call_deadline.set(None)
+        super().release(connection)
+
+
+class QuickConnection(BoundedConnection, QuickReadinessCheck):
     """The quick readiness check and the hiredis packer (hiredis is a dependency)."""
 
     def _construct_command_packer(self, packer):
@@ -620,14 +729,37 @@ class QuickCheckConnection(QuickConnection, redis.Connection):
 class QuickCheckUnixConnection(QuickConnection, redis.UnixDomainSocketConnection):
     """A unix-socket connection (`unix://`) with the quick readiness check and packer."""
 
+    # redis-py's error metrics read these, which only its TCP connection sets.
+    @property
+    def host(self) -> str:
+        return self.path
 
-# TLS keeps redis-py's own check (decrypted bytes may wait above the socket), and Sentinel its
-# own connection class.
-QUICK_CHECK_CONNECTIONS = {
+    port = None
+
+
+class BoundedSSLConnection(BoundedConnection, redis.SSLConnection):
+    """TLS (`rediss://`) keeps redis-py's own readiness check: decrypted bytes may wait above
+    the socket."""
+
+
+class BoundedSentinelConnection(BoundedConnection, SentinelManagedConnection):
+    """The connection to the master a Sentinel group names."""
+
+
+CONNECTIONS = {
     "redis": QuickCheckConnection,
     "unix": QuickCheckUnixConnection,
+    "rediss": BoundedSSLConnection,
     "redis+cluster": QuickCheckConnection,
+    "redis+sentinel": BoundedSentinelConnection,
 }
+
+
+def retry_once() -> Retry:
+    """One retry, after a dropped connection only (the vote script is idempotent, so a retry
+    never double-counts): after a timeout Redis is stalled, and a retry would only wait the
+    timeout again."""
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
@@ -653,12 +785,12 @@ def connect(url: str, timeout: float) -> redis.Redis:
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
     scheme = urlsplit(url).scheme
-    if scheme in QUICK_CHECK_CONNECTIONS:
-        options["connection_class"] = QUICK_CHECK_CONNECTIONS[scheme]
+    if scheme in CONNECTIONS:
+        options["connection_class"] = CONNECTIONS[scheme]
     if scheme in ("redis+cluster", "rediss+cluster"):
         return redis.RedisCluster.from_url(
             url.replace("+cluster", "", 1),
-            retry=Retry(NoBackoff(), 1),
+            retry=retry_once(),
             max_connections=MAX_CONNECTIONS,
             **options,
         )
@@ -676,15 +808,15 @@ def connect(url: str, timeout: float) -> redis.Redis:
             password=parts.password,
             ssl=scheme.startswith("rediss"),
         )
-        return sentinel.master_for(service, retry=Retry(NoBackoff(), 1), **options)
+        return sentinel.master_for(service, retry=retry_once(), **options)
     # A bounded pool: a burst of a thousand requests (or live streams opening) waits for one
     # of these connections, instead of opening a thousand at once and overflowing Redis's
     # accept backlog.
-    pool = redis.BlockingConnectionPool.from_url(
+    pool = DeadlinePool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
+        retry=retry_once(),
         health_check_interval=30,
         **options,
     )
