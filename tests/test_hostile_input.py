@@ -145,3 +145,19 @@ def test_the_openapi_document_says_which_batches_the_server_reads(client, articl
     )
 
     assert response.status_code == (200 if valid else 400), (valid, response.get_json())
+
+
+def test_the_openapi_document_lists_every_public_route(app, client):
+    """A client generated from the document can reach everything a page may call."""
+    documented = {
+        (path, method.upper())
+        for path, operations in client.get("/openapi.json").get_json()["paths"].items()
+        for method in operations
+    }
+    public = {
+        (rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/") or rule.rule in ("/healthz", "/readyz")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert public - documented == set()

@@ -133,10 +133,32 @@ def document() -> dict:
                     },
                 },
             },
+            "/api/v1/stream": {
+                "get": {
+                    "operationId": "streamReactions",
+                    "summary": "Live counts of one article as Server-Sent Events",
+                    "description": "Each `counts` event carries the same body as "
+                    "getReactions: first at once, then whenever the counts or the site's "
+                    "reaction set change. The stream ends after 15 minutes; heartbeat "
+                    "comments every 15 s.",
+                    "parameters": [SITE, ARTICLE],
+                    "responses": {
+                        "200": {
+                            "description": "An event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **READ_ERRORS,
+                        "429": _error(
+                            "Too many streams from this client or in this process; poll "
+                            "getReactions instead (see Retry-After)"
+                        ),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "health",
-                    "summary": "The process answers",
+                    "summary": "The process answers; says whether Redis does",
                     "responses": {"200": _json("Up", "Status")},
                 }
             },
@@ -158,7 +180,10 @@ def document() -> dict:
                 "Status": {
                     "type": "object",
                     "required": ["status"],
-                    "properties": {"status": {"type": "string"}},
+                    "properties": {
+                        "status": {"type": "string"},
+                        "redis": {"type": "string", "enum": ["ok", "unreachable"]},
+                    },
                 },
                 "Reaction": {
                     "type": "object",
@@ -225,7 +250,8 @@ def document() -> dict:
                             "nullable": True,
                             "maxLength": MAX_URL_LENGTH,
                             "pattern": f"^([hH][tT][tT][pP][sS]?://[^{CONTROL_RANGES}]*)?$",
-                            "description": "The page's http(s) URL, or empty",
+                            "description": "The page's http(s) URL, or empty; kept as the "
+                            "article's link only when its origin is one the site allows",
                         },
                         "title": {
                             "type": "string",
