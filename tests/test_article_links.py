@@ -42,6 +42,8 @@ def meta(redis_client) -> dict | None:
         "http://blog.example.com/post-1",  # and so is another scheme
         "https://blog%2eexample.com/post-1",
         "https://evil.test\\@blog.example.com/post-1",
+        "HTTP://[",  # does not parse: found by the schema fuzzing as a 500
+        "https://blog.example.com:99999/post-1",
     ],
 )
 def test_a_link_to_a_page_the_site_does_not_allow_is_not_kept(client, blog, redis_client, url):

@@ -62,12 +62,12 @@ def page_url(url: str) -> tuple[str, str] | None:
     lower case, no default port, and the URL without its fragment. None for anything else,
     a URL with a user name included (`https://blog.example.com@evil.test/` is on evil.test).
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+    except ValueError:  # a bracket without its pair, a port that is no number
         return None
+    scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or "@" in parts.netloc:
         return None
     if not HOST_NAME.fullmatch(parts.hostname or ""):
