@@ -12,6 +12,16 @@ Mutants left alive on purpose, because they change nothing a caller can see:
   ""; `session.get("csrf", None)` in `check_csrf` is as missing as ""; `item.get("id",
   "XXXX")` in `parse_reaction_set` is not a valid id either; `secrets.token_urlsafe(None)`
   is its default of 32 bytes, and 33 bytes only a longer token.
+- Defaults that cannot be reached: `page_url(public) or ("XXXX",)` in `is_own_origin` (the
+  public URL is validated at start-up, so it always parses), `page_url(url) or (None, "XXXX")`
+  in `allowed_page_url` (with no origin the site allows nothing, whatever the spelling),
+  `session.get("login", None or "XXXX")` in `open_session` (no login has that id either).
+- `is_own_origin` taking the name before the last ":" even without a port: a Host without a
+  port is matched whole by the test before it, so the name is never consulted then.
+- `address_fingerprint` and `password_tag` with another constant (a salt of `None`'s day, an
+  agent part of None or "XXXX", a tag one character longer, a tag of "" or "XXXX" when no
+  password is configured): each is one fixed value per process and day, compared only with
+  itself, so what a caller sees is unchanged.
 - `check_csrf` with "XXXX" for a missing form field or session token: it differs only when
   the other side is that very literal, which no session is given (tokens are 43 characters)
   and a test could only send by copying the mutant.
@@ -77,6 +87,8 @@ from widget.store import SELF_ORIGIN, Site, utc_day
         (validate_origin, "ftp://blog.example.com", "origin 'ftp://blog.example.com' must look like https://blog.example.com"),
         (validate_origin, "https://blog.example.com?x", "origin 'https://blog.example.com?x' must not have a path, query or fragment"),
         (validate_origin, "https://blog.example.com#x", "origin 'https://blog.example.com#x' must not have a path, query or fragment"),
+        (normalize_article, "a\ud800", "'article' contains a lone surrogate (\\ud800-\\udfff), which is not text"),
+        (validate_title, "a\udfff", "'title' contains a lone surrogate (\\ud800-\\udfff), which is not text"),
     ],
 )  # fmt: skip
 def test_each_refusal_says_which_field_and_why(rule, value, detail):
@@ -402,3 +414,11 @@ def test_the_session_cookie_is_secure_over_https_or_when_configured(
     )  # fmt: skip
     with app.test_request_context("/admin/", base_url=base_url):
         assert app.session_interface.get_cookie_secure(app) is secure
+
+
+def test_an_address_that_is_no_address_is_not_the_servers_own_machine(app):
+    """Only the loopback may log in past the global lock-out (see test_login_lockout.py)."""
+    with app.test_request_context("/", environ_base={"REMOTE_ADDR": "not-an-address"}):
+        assert security.is_loopback(request) is False
+    with app.test_request_context("/", environ_base={"REMOTE_ADDR": "::1"}):
+        assert security.is_loopback(request) is True
