@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -276,3 +277,29 @@ class Server:
         url = f"{self.url}/api/v1/reactions?site=demo&article={article}"
         with urllib.request.urlopen(url, timeout=5) as response:
             return {r["id"]: r["count"] for r in json.loads(response.read())["reactions"]}
+
+
+def request_json(
+    url: str, body: dict | None = None, origin: str | None = None, timeout: float = 30.0
+) -> tuple:
+    """(status, headers, parsed JSON or the raw text, seconds) of a GET, or of a POST of
+    `body` from the page `origin`, as a browser sends it. The default patience measures a
+    slow answer instead of cutting it off; a short `timeout` makes a hung worker fail."""
+    headers = {"User-Agent": BROWSER_UA}
+    if body is not None:
+        headers |= {"Content-Type": "application/json", "Origin": origin}
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode() if body else None, headers=headers
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, answer_headers, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, answer_headers, raw = error.code, error.headers, error.read()
+    elapsed = time.monotonic() - started
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = raw.decode(errors="replace")
+    return status, dict(answer_headers), payload, elapsed

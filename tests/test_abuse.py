@@ -1,5 +1,6 @@
 """Hostile input and failures, against a real Redis (DESIGN.md, "Reader identity and abuse")."""
 
+import functools
 import http.client
 import json
 import os
@@ -7,13 +8,11 @@ import random
 import signal
 import string
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import redis
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
+from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
 from widget import config, create_app
 from widget.config import ConfigError
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url
@@ -456,25 +455,8 @@ def test_oversized_fields_are_refused(client, redis_client, field, value, status
 # 8. Redis down, then back ------------------------------------------------------------------
 
 
-def request_json(url, body=None, origin=None, timeout=1.0):
-    """A client with one second of patience: a hung worker fails the test."""
-    headers = {"User-Agent": BROWSER_UA}
-    if body is not None:
-        headers |= {"Content-Type": "application/json", "Origin": origin}
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode() if body else None, headers=headers
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return (
-                response.status,
-                dict(response.headers),
-                json.loads(response.read()),
-                time.monotonic() - started,
-            )
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read()), time.monotonic() - started
+# A client with one second of patience: a hung worker fails the test.
+impatient = functools.partial(request_json, timeout=1.0)
 
 
 def test_an_outage_is_a_fast_503_and_the_server_recovers_by_itself(tmp_path):
@@ -488,35 +470,33 @@ def test_an_outage_is_a_fast_503_and_the_server_recovers_by_itself(tmp_path):
         "reaction": "happy",
     }
     try:
-        assert request_json(f"{server.url}/api/v1/reactions", body, server.url)[0] == 200
+        assert impatient(f"{server.url}/api/v1/reactions", body, server.url)[0] == 200
         backing.stop()
         outage_began = time.monotonic()
         calls = []
         # Keep readers coming for three seconds of outage: every call must fail fast.
         while time.monotonic() - outage_began < 3:
             calls += [
-                request_json(f"{server.url}/api/v1/reactions?site=demo&article=outage"),
-                request_json(f"{server.url}/api/v1/reactions/batch?site=demo&article=outage"),
-                request_json(
-                    f"{server.url}/api/v1/reactions", body | {"reaction": "sad"}, server.url
-                ),
-                request_json(f"{server.url}/readyz"),
+                impatient(f"{server.url}/api/v1/reactions?site=demo&article=outage"),
+                impatient(f"{server.url}/api/v1/reactions/batch?site=demo&article=outage"),
+                impatient(f"{server.url}/api/v1/reactions", body | {"reaction": "sad"}, server.url),
+                impatient(f"{server.url}/readyz"),
             ]
         for status, headers, payload, _ in calls:
             assert status == 503 and payload["error"] == "store_unavailable"
             assert int(headers["Retry-After"]) > 0
-        assert request_json(f"{server.url}/healthz")[0] == 200
+        assert impatient(f"{server.url}/healthz")[0] == 200
         slowest = max(c[3] for c in calls) * 1000
         print(f"\n{len(calls)} calls during the outage, all 503; slowest {slowest:.0f} ms")
 
         backing = EmbeddedRedis(str(store_dir)).start()
         restarted = time.monotonic()
-        wait_until(lambda: request_json(f"{server.url}/readyz")[0] == 200, timeout=10)
+        wait_until(lambda: impatient(f"{server.url}/readyz")[0] == 200, timeout=10)
         print(
             f"outage of {restarted - outage_began:.1f} s; ready again "
             f"{(time.monotonic() - restarted) * 1000:.0f} ms after Redis returned"
         )
-        status, _, payload, _ = request_json(
+        status, _, payload, _ = impatient(
             f"{server.url}/api/v1/reactions", body | {"reaction": "sad"}, server.url
         )
         assert status == 200 and payload["total"] == 1 and payload["mine"] == "sad"
@@ -549,7 +529,7 @@ def test_acknowledged_reactions_survive_sigkill(tmp_path, fsync):
     acknowledged = []
     for number in range(40):
         reader = f"reader-{number:03d}-kill-aaaaaaaa"
-        status, _, payload, _ = request_json(
+        status, _, payload, _ = impatient(
             f"{server.url}/api/v1/reactions",
             {"site": "demo", "article": "crash", "reader": reader, "reaction": "happy"},
             server.url,

@@ -3,20 +3,17 @@ and never a wait much longer than the configured Redis timeout; the server recov
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import statistics
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 
-from tests.conftest import BROWSER_UA, wait_until
+from tests.conftest import request_json, wait_until
 from tests.processes import ServerProcesses
 from widget.embedded_redis import EmbeddedRedis
 from widget.store import connect
@@ -24,29 +21,6 @@ from widget.store import connect
 REDIS_TIMEOUT = 0.5
 PARALLEL_CLIENTS = 150
 STALLED_REQUESTS = 1200
-
-
-def call(url: str, body: dict | None = None, origin: str | None = None) -> tuple:
-    """(status, headers, parsed JSON or the raw text, seconds): a client with patience to
-    spare, so a slow answer is measured instead of cut off."""
-    headers = {"User-Agent": BROWSER_UA}
-    if body is not None:
-        headers |= {"Content-Type": "application/json", "Origin": origin}
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode() if body else None, headers=headers
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, answer_headers, raw = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        status, answer_headers, raw = error.code, error.headers, error.read()
-    elapsed = time.monotonic() - started
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        payload = raw.decode(errors="replace")
-    return status, dict(answer_headers), payload, elapsed
 
 
 @pytest.fixture
@@ -91,13 +65,13 @@ def test_a_stalled_redis_under_load_is_a_quick_503_for_every_request(tmp_path, s
     try:
         # The site is cached by the worker and the pool holds live connections: the stall
         # catches the server in its ordinary state.
-        assert call(f"{server.url}/api/v1/reactions?site=demo&article=warm")[0] == 200
+        assert request_json(f"{server.url}/api/v1/reactions?site=demo&article=warm")[0] == 200
         os.kill(stallable_redis.process.pid, signal.SIGSTOP)
         try:
             with ThreadPoolExecutor(PARALLEL_CLIENTS) as clients:
                 answers = list(
                     clients.map(
-                        lambda request: call(*request, origin=server.url),
+                        lambda request: request_json(*request, origin=server.url),
                         requests_during_a_stall(server.url),
                     )
                 )
@@ -121,14 +95,14 @@ def test_a_stalled_redis_under_load_is_a_quick_503_for_every_request(tmp_path, s
         assert seconds[-1] < REDIS_TIMEOUT * 2, seconds[-20:]
 
         # Redis is back: the same server answers and counts again, without a restart.
-        wait_until(lambda: call(f"{server.url}/readyz")[0] == 200, timeout=10)
+        wait_until(lambda: request_json(f"{server.url}/readyz")[0] == 200, timeout=10)
         vote = {
             "site": "demo",
             "article": "after-the-stall",
             "reader": "reader-after-stall-aaaa",
             "reaction": "sad",
         }
-        status, _, payload, _ = call(f"{server.url}/api/v1/reactions", vote, server.url)
+        status, _, payload, _ = request_json(f"{server.url}/api/v1/reactions", vote, server.url)
         assert status == 200 and payload["total"] == 1 and payload["mine"] == "sad"
     finally:
         code, output = server.stop()
