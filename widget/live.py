@@ -177,7 +177,7 @@ class Hub:
                     for name, data in newest.items():
                         self._dispatch(name, data)
                     # Every vote's message reaches every worker, and waking up for each one
-                    # cost a worker about as much as the message itself: take them in
+                    # costs a worker about as much as the message itself: take them in
                     # batches. Caches and streams are at most this much later.
                     time.sleep(LISTEN_BATCH_SECONDS)
             except (redis.RedisError, OSError) as error:
