@@ -1,4 +1,6 @@
-"""Hostile input and failures, against a real Redis (DESIGN.md, "Reader identity and abuse")."""
+"""Hostile input and failures, against a real Redis: writes only as JSON from allowed
+origins, rate limits, uncounted bots, capped fields, no raw address or agent stored, and an
+outage that is a fast 503 the server recovers from by itself (README, "Security")."""
 
 import functools
 import http.client

@@ -43,11 +43,12 @@ def known_site(name: object, store: Store | None = None) -> Site:
 
 
 def encode(body: object) -> bytes:
-    """Compact JSON with non-ASCII characters escaped: the emoji would make Python build a
-    4-byte-per-character string first, which doubled the encoding time of a batch (311 µs
-    against 149 µs for 20 articles). Escaping adds 10% of bytes (10,737 against 9,777), and
-    none once gzipped (615 bytes either way). One encoder for every call: json.dumps builds a
-    new one whenever an option differs from its defaults (17 µs against 10 µs per vote)."""
+    """Compact JSON with non-ASCII characters escaped, as ASCII bytes.
+
+    Escaped because an emoji would make Python build a 4-byte-per-character string first,
+    which made encoding about twice as slow; the few extra bytes vanish once gzipped. One
+    shared encoder, because json.dumps builds a new one whenever an option differs from its
+    defaults (measured: see docs/benchmarks.md, "JSON encoding")."""
     return _COMPACT_JSON.encode(body).encode("ascii")
 
 
@@ -62,11 +63,11 @@ def encode_summary(
     counts: dict[str, int],
     extra: bytes = b"",
 ) -> bytes:
-    """The public body of one article, as encode() writes it: site, article, total, and each
-    reaction in the site's order with its count and percentage. One bytes formatting of a
-    template made once per reaction set, with each reaction's id, emoji and label already
-    encoded: a vote's answer took 19 µs as a dict encoded, 11 µs joined from encoded pieces,
-    and 54,500 instructions (valgrind) against 73,100 so.
+    """The public body of one article, byte for byte as encode() would write it: site,
+    article, total, and each reaction in the site's order with its count and percentage.
+
+    Filled into a template made once per reaction set, with ids, emoji and labels already
+    encoded, because encoding a fresh dict on every vote was the slower part of its answer.
     `extra` is more members (`,"name":value…`) for the end of the object."""
     ids, template = _summary_template(reactions)
     ordered = [counts.get(i, 0) for i in ids]
@@ -95,9 +96,9 @@ def _summary_template(reactions: tuple[Reaction, ...]) -> tuple[tuple[str, ...],
 def conditional_read(data: bytes, etag: str) -> Response:
     """Public reads: the ETag makes a repeat read a cheap 304. Each route says who may read.
 
-    Only If-None-Match is honoured. Werkzeug's make_conditional also serves byte ranges and
-    dates, which no reader of a small JSON body needs, and it cost 13 µs of a counts read's
-    220 (gunicorn adds the Date header).
+    Only If-None-Match is honoured: werkzeug's make_conditional also handles byte ranges and
+    dates, which no reader of a small JSON body needs and which cost every read a noticeable
+    share of its time (gunicorn adds the Date header).
     """
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304)
@@ -115,7 +116,7 @@ def encoded_counts(
     site: str, article: str, reactions: tuple[Reaction, ...], counts: dict[str, int]
 ) -> tuple[bytes, str]:
     """An article's read body and its ETag, encoded once per change of its counts: a busy
-    article is read far more often than it changes (summary and encoding took 17 µs)."""
+    article is read far more often than it changes."""
     return _encoded_counts(site, article, reactions, frozenset(counts.items()))
 
 
@@ -137,8 +138,9 @@ def get_reactions():
     article = normalize_article(request.args.get("article"))
     (counts,) = live_counts(site.name, [article])
     response = conditional_read(*encoded_counts(site.name, article, site.reactions, counts))
-    # Any origin may read. Set here, not by flask-cors as for the batch: its decorator cost
-    # 190,000 instructions a read (valgrind), +35% on the most frequent request.
+    # Any origin may read. Set here rather than by flask-cors as for the batch, because its
+    # decorator made this, the most frequent request, about a third dearer (measured: see
+    # docs/benchmarks.md, "CORS header on counts reads").
     response.headers.add("Access-Control-Allow-Origin", "*")
     return response
 
@@ -159,7 +161,7 @@ def get_reactions_batch():
     articles = [normalize_article(a) for a in requested]
     all_counts = live_counts(site.name, articles)
     # {"articles": {asked: summary, …}}, byte for byte as encode() writes it, joined from each
-    # article's cached body: 20 articles took 300 µs to summarize and encode.
+    # article's cached body instead of summarizing and encoding every article again.
     members = [
         encode(asked) + b":" + encoded_counts(site.name, article, site.reactions, counts)[0]
         for asked, article, counts in zip(requested, articles, all_counts, strict=True)
@@ -175,9 +177,8 @@ def preflight_reactions():
 
 @bp.post("/reactions", provide_automatic_options=False)
 def post_reaction():
-    # The request and the app once: each use of Flask's context proxies (request,
-    # current_app) looks up the context again, about 8,000 instructions (valgrind), and the
-    # vote made a dozen of them.
+    # The request and the app are looked up once: each use of Flask's context proxies
+    # (request, current_app) looks up the context again, and a vote used them a dozen times.
     req, app = request._get_current_object(), current_app._get_current_object()
     store: Store = app.extensions["reactions"]
     security.require_json(req)
@@ -185,8 +186,8 @@ def post_reaction():
     site = known_site(data.get("site"), store)
     # The exact origin on the answer, and on errors after this check too, so the page can
     # read what went wrong; a refused origin too, so its bar can say why: the refusal exposes
-    # nothing and writes nothing. A hook of this request only: an after_request hook on `g`
-    # cost every read of the blueprint too, and 12,000 instructions a vote (valgrind).
+    # nothing and writes nothing. A hook of this request only: a blueprint-wide
+    # after_request hook would run on every read too.
     origin = security.readable_origin(req)
     if origin:
         after_this_request(functools.partial(security.allow_write_origin, origin=origin))
@@ -227,8 +228,8 @@ def post_reaction():
 def parse_json_object(req: Request, limit: int | None) -> dict:
     raw = read_body(req, limit)
     try:
-        # JSON between systems is UTF-8 (RFC 8259); json.loads would first guess among UTF-8,
-        # 16 and 32 in Python: 23,900 instructions for a vote's body, this 15,400 (valgrind).
+        # JSON between systems is UTF-8 (RFC 8259), so decode it as such: json.loads would
+        # first guess among UTF-8, 16 and 32 in Python, a third of the parsing work.
         data = _JSON_DECODER.decode(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError):
         raise InvalidField("the body is not valid JSON") from None
@@ -245,8 +246,8 @@ def read_body(req: Request, limit: int | None) -> bytes:
 
     Straight from the WSGI input, which the server ends at the declared length or, for a
     chunked upload, at its last chunk (`wsgi.input_terminated`, as gunicorn does): werkzeug's
-    get_data took 23 µs of a vote for the same bytes, this 11. Werkzeug also cut a chunked
-    upload off at the limit, which then failed as invalid JSON instead of a 413.
+    get_data does more work for the same bytes, and it cut a chunked upload off at the
+    limit, which then failed as invalid JSON instead of a 413.
     """
     environ, length = req.environ, req.content_length
     if length is not None:

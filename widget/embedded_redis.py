@@ -56,10 +56,9 @@ def realtime_priority(pid: int) -> str:
     (SCHED_FIFO) when the system allows it (root, or CAP_SYS_NICE); says what it got.
 
     Why: the workers, Redis and everything else on the machine share its cores, and the
-    vote's tail latency depends on how soon Redis gets one when a command arrives. Loads of
-    votes at 32 connections on 2 cores, alternated with Redis at normal priority: p99 median
-    41.4 against 59.2 ms (ten pairs), 41.9 against 54.6 (eight); votes/s medians 1,687
-    against 1,637 and 1,630 against 1,815, no steady change.
+    vote's tail latency depends on how soon Redis gets one when a command arrives. At
+    real-time priority the vote's p99 is lower and its throughput unchanged (measured: see
+    docs/benchmarks.md, "Redis at real-time priority").
 
     Redis waits in epoll when idle, and Linux still leaves other tasks 5% of every second.
     Only the main thread: Redis's background threads (fsync, lazy free) started before and

@@ -6,15 +6,15 @@ arbiter before the gevent worker patches them.
 gevent workers hand the CPU to another connection only when a greenlet waits on I/O. On a
 keep-alive connection whose next request has already arrived, and whose handler never waits
 (a cached read, the script), a greenlet runs request after request and the other
-connections of its process queue behind it. Measured with wrk at 32 connections on 2 cores:
-`GET /embed.js` had p50 0.6 ms but p99 390–490 ms.
+connections of its process queue behind it, which made the slowest answers hundreds of
+times slower than the median.
 
-`sleep(0)` after each request was not enough: gevent runs such callbacks again before it
-polls for I/O, and strace showed a worker serving one connection for 60 ms at a time before
-it accepted the next one (p99 still 90–290 ms). A timer makes the loop poll first, so every
-ready connection, new ones included, gets its turn: p99 16–19 ms at the same throughput.
-A request that already waited (a vote waits for Redis) gave the others their turn then, and
-skips it.
+After each request a short timer lets the others run. `sleep(0)` is not enough: gevent runs
+such callbacks again before it polls for I/O, so a worker still served one connection for a
+long stretch before it accepted the next. A timer makes the loop poll first, so every ready
+connection, new ones included, gets its turn, at the same throughput (measured: see
+docs/benchmarks.md, "Yield after each request"). A request that already waited (a vote
+waits for Redis) gave the others their turn then, and skips it.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ logger_class = AddressFreeLogger
 
 
 def post_worker_init(worker) -> None:
-    """The app is loaded: keep its 52,000 long-lived objects (modules, routes, clients) out of
-    the garbage collector's full passes. One such pass stopped a loaded worker for 19 ms, and
-    every connection of a gevent worker with it; after the freeze it takes under 0.1 ms.
+    """The app is loaded: keep its tens of thousands of long-lived objects (modules, routes,
+    clients) out of the garbage collector's full passes, which otherwise stop a loaded worker,
+    and every connection of a gevent worker with it, for milliseconds at a time.
 
     Answers go out in one write (see `one_write_response`), with a Date header formatted
     once a second (see `once_a_second`); gunicorn's own errors as JSON (see `json_errors`)."""
@@ -108,12 +108,11 @@ def one_write_response(base: type) -> type:
     """gunicorn's response class, sending a body that comes whole (a Content-Length and one
     bytes chunk, as Flask sends any response made from bytes) in the same write as its head.
 
-    gunicorn writes the head, then the body: two TCP segments, and the client woken twice.
-    Measured under the vote load of bench/http: wrk's context switches per request fell from
-    1.67–1.85 to 0.95–1.0, the workers' from 2.5–2.7 to 1.7–1.95, and the machine's CPU per
-    vote by 5% (medians of six loads). Anything else goes through gunicorn's own write,
-    unchanged, and so does the head itself: gunicorn formats it as always, into `_Head`
-    instead of the socket."""
+    gunicorn writes the head, then the body: two TCP segments, the client woken twice, and
+    more context switches and CPU per vote on both sides (measured: see docs/benchmarks.md,
+    "One write per response"). Anything else goes through gunicorn's own write, unchanged,
+    and so does the head itself: gunicorn formats it as always, into `_Head` instead of the
+    socket."""
 
     class OneWriteResponse(base):
         one_write = True
@@ -138,8 +137,7 @@ def one_write_response(base: type) -> type:
             self.sent += len(arg)
             data = head + arg
             # One send() takes an answer this size whole. gevent's sendall() would first ask
-            # the kernel for the socket's buffer size and set up a deadline: 0.8% of a vote
-            # in the worker (callgrind), and a system call.
+            # the kernel for the socket's buffer size, a system call, and set up a deadline.
             sent = sock.send(data)
             if sent < len(data):
                 sock.sendall(data[sent:])
@@ -149,10 +147,9 @@ def one_write_response(base: type) -> type:
 
 
 def once_a_second(http_date):
-    """gunicorn's Date header, formatted once a second instead of for every answer: the same
-    text all second, and formatting it took about 30,000 instructions (callgrind: 3% of a
-    GET /embed.js in the worker, 2% of a vote). The header shows whole seconds, so the text
-    is what gunicorn would have written."""
+    """gunicorn's Date header, formatted once a second instead of for every answer: the text
+    is the same all second, and formatting it was a few percent of a small answer's work.
+    The header shows whole seconds, so the text is what gunicorn would have written."""
     last = [-1, ""]
 
     def cached(timestamp=None):
@@ -228,9 +225,8 @@ _cooperative: tuple | bool | None = None
 
 
 def find_cooperative() -> tuple | bool:
-    """Found once per process: looked up at each of the two hooks of every request (an
-    import, gevent's monkey-patch check), it cost about 1% of a vote's time in the worker.
-    Under threads gevent is never imported."""
+    """Found once per process rather than at each of the two hooks of every request (an
+    import, gevent's monkey-patch check). Under threads gevent is never imported."""
     global _cooperative
     if _cooperative is None:
         monkey = sys.modules.get("gevent.monkey")

@@ -177,7 +177,7 @@ class Hub:
                     for name, data in newest.items():
                         self._dispatch(name, data)
                     # Every vote's message reaches every worker, and waking up for each one
-                    # cost a worker about as much as the message itself: take them in
+                    # costs a worker about as much as the message itself: take them in
                     # batches. Caches and streams are at most this much later.
                     time.sleep(LISTEN_BATCH_SECONDS)
             except (redis.RedisError, OSError) as error:
@@ -311,9 +311,9 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
 
     In arrival order, which is Redis's order of the votes: only the last counts of an article
     in a batch need decoding. Every vote's message reaches every worker, and redis-py's
-    get_message spent about 20 µs on each (a readiness check, a dict and handler lookups per
-    message); this takes the replies straight from its hiredis reader, whose buffer holds
-    a whole batch after one read of the socket. Without hiredis, get_message does it.
+    get_message does a readiness check, builds a dict and looks up handlers for each one;
+    this takes the replies straight from its hiredis reader, whose buffer holds a whole batch
+    after one read of the socket. Without hiredis, get_message does it.
     """
     connection = pubsub.connection
     reader = getattr(getattr(connection, "_parser", None), "_reader", None)

@@ -127,8 +127,8 @@ UNLISTED_AGENTS = re.compile(
     r"^(?:node|undici|deno|bun|insomnia)\b|java-http-client", re.IGNORECASE
 )
 # Browsers send a few hundred characters at most, in-app browsers included. The list's check
-# takes longer the longer the agent (about 20 µs a character of random text), so an agent
-# longer than this is not a browser's and is not checked.
+# takes time in proportion to the agent's length, so an agent longer than this is not a
+# browser's and is not checked.
 MAX_BROWSER_AGENT = 512
 _CRAWLERS = CrawlerDetect()
 
@@ -142,8 +142,8 @@ def is_automated(request: Request) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def is_automated_agent(agent: str) -> bool:
-    """Cached per process: the list is one pattern of some 1,500 alternatives, 0.1 to 0.5 ms
-    for a real agent, and a site's readers send few distinct user agents."""
+    """Cached per process: the list is one pattern of some 1,500 alternatives, slow to match
+    against every vote, and a site's readers send few distinct user agents."""
     agent = agent.strip()
     return (
         not agent
@@ -159,7 +159,7 @@ def allow_write_origin(response: Response, origin: str) -> Response:
     headers["Access-Control-Allow-Origin"] = origin
     # Without a Vary yet (the usual case), what vary.add would write, appended: werkzeug's
     # `in` raises and catches a KeyError for an absent header, and setting one first looks
-    # for it. 29,000 instructions a vote (valgrind), now 16,500.
+    # for it, which made this a noticeable part of a vote.
     if headers.getlist("Vary"):
         response.vary.add("Origin")
     else:

@@ -156,12 +156,11 @@ ALL_LOGIN_FAILURES_KEY = "rx:admin:failures"
 # and before anything reads the statistics (`Store.fold`). At every moment the statistics and
 # the pending lines together are exact, and nothing reads one without the other.
 #
-# Why: written by every vote, the statistics were six of its commands, and with Redis's journal
-# of them about a third of Redis's work for a vote: 189,000 instructions a vote, 134,500 with
-# a pending line and its share of a fold (callgrind on redis-server, AOF on); 66 µs against
-# 47 µs in INFO commandstats. A fold applies a hundred votes in one command per index entry and
-# day field they touched, so a popular article's hundred votes cost Redis a few commands
-# instead of six hundred. See the README for the tail latency.
+# Why: written by every vote, the statistics were six of its commands and, with Redis's
+# journal of them, about a third of Redis's work for a vote. A fold applies a hundred votes in
+# one command per index entry and day field they touched, so a popular article's hundred votes
+# cost Redis a few commands instead of six hundred (measured: see docs/benchmarks.md,
+# "Statistics folded in batches").
 #
 # The per-reaction index and day keys are named in Lua from their prefix (ARGV) and the line:
 # a fold may meet yesterday's votes, or a reaction the site has since dropped. All carry the
@@ -246,10 +245,10 @@ return 0
 # site's. A client over its own limit stops before it spends its address's budget, so one
 # browser cannot use up the allowance of the readers behind its NAT.
 #
-# Cheap for Redis, counted in instructions (valgrind) per vote: increments are strings, as
-# Redis formats a Lua number argument with snprintf (11,000 instructions a vote for six), and
-# the counts are published and returned as HGETALL's reply joined by commas
-# (`happy,3,sad,1`, see decode_counts) instead of a JSON object and a nested reply (22,000).
+# Kept cheap for Redis: increments are passed as strings, because Redis formats a Lua number
+# argument with snprintf, and the counts are published and returned as HGETALL's reply joined
+# by commas (`happy,3,sad,1`, see decode_counts), which costs Redis less than building a JSON
+# object or a nested reply.
 VOTE_SCRIPT = (
     FOLD_LUA
     + """
@@ -552,10 +551,11 @@ class QuickReadinessCheck:
     """redis-py asks a connection whether bytes wait on it before every command (a reply left
     by an interrupted command would answer the next one), and the live listener asks it, with a
     timeout, before every pub/sub message. In a gevent worker redis-py answers through gevent's
-    emulated poll, twice for a message. This asks the kernel's poll, and waits with a peek on
-    the socket itself: the vote POST gained 13% in bench/http, and a listening worker spends
-    105-145 µs of CPU per message instead of 150-185. Anything readable counts, a closed
-    socket too: the pool then reconnects, and a read raises ConnectionError, as before."""
+    emulated poll, twice for a message, which made a noticeable share of a vote's and of a
+    live message's CPU. This asks the kernel's poll, and waits with a peek on the socket
+    itself (measured: see docs/benchmarks.md, "Quick readiness check"). Anything readable
+    counts, a closed socket too: the pool then reconnects, and a read raises ConnectionError,
+    as with redis-py's own check."""
 
     def can_read(self, timeout: float | None = 0) -> bool:
         sock, poll = self._sock, _kernel_poll()
@@ -590,10 +590,10 @@ class QuickReadinessCheck:
 class HiredisPacker:
     """Packs a command with hiredis, as redis-py's HiredisRespSerializer does, without its
     Python pass over every argument that turns a bytearray or memoryview into bytes: this app
-    sends neither, and for a vote's 37 arguments (25 since the pending list) that pass cost
-    more than hiredis's packing itself (52,000 and 47,000 instructions, valgrind). A command
-    name with a space in it ("SCRIPT LOAD") or an argument hiredis refuses goes to redis-py's
-    serializer, which splits, converts or reports it as before."""
+    sends neither, and for the vote script's many arguments that pass cost about as much as
+    hiredis's packing itself. A command name with a space in it ("SCRIPT LOAD") or an
+    argument hiredis refuses goes to redis-py's serializer, which splits, converts or reports
+    it."""
 
     def __init__(self) -> None:
         self._redis_py = HiredisRespSerializer()
@@ -633,8 +633,8 @@ class BoundedConnection:
     Every wait (connect, handshake, health check, reply) ends by the deadline of the call
     it serves (see `DeadlinePool`), so a stalled Redis costs a call its timeout once, not a
     timeout per step and retry. And every failure is a `redis.RedisError`, which the app
-    answers with a 503: redis-py 8 itself raised AttributeError when a unix-socket
-    connection timed out (its error metrics read a TCP-only `host`)."""
+    answers with a 503: redis-py 8 itself can raise AttributeError when a unix-socket
+    connection times out (its error metrics read a TCP-only `host`)."""
 
     def connect(self):
         try:
@@ -699,8 +699,8 @@ class BoundedConnection:
 class DeadlinePool(redis.BlockingConnectionPool):
     """A bounded pool whose `timeout` is the whole time of one call (a command, a script, a
     pipeline): the wait for a free connection, a reconnect, a health check, the reply and a
-    retry all share it. Under a stall with every connection busy, a request once waited the
-    timeout for a connection, then the timeout again for its reply, and again for the retry."""
+    retry all share it. Otherwise, under a stall with every connection busy, a request would
+    wait the timeout for a connection, then again for its reply, and again for the retry."""
 
     def get_connection(self, *args, **kwargs):
         _call_deadline.set(time.monotonic() + self.timeout)
@@ -775,9 +775,9 @@ def connect(url: str, timeout: float) -> redis.Redis:
         "socket_connect_timeout": timeout,
         # RESP2, not redis-py 8's default RESP3: under RESP3 every pub/sub message goes
         # through redis-py's push-message handler, which formats the message into a debug log
-        # line whether or not it is logged; each worker's listener spent 38-50 µs per vote's
-        # message instead of 26-31. No command we use answers differently, and no HELLO round
-        # trip on each new connection.
+        # line whether or not it is logged, which made each listener's work per message
+        # about half as much again. No command we use answers differently, and a new
+        # connection needs no HELLO round trip.
         "protocol": 2,
         # With RESP3, redis-py by default expects maintenance notifications on TCP; while it
         # does, its pool no longer checks a connection for a reply left by an interrupted
@@ -861,9 +861,9 @@ class Store:
         self._fold = self.client.register_script(FOLD_SCRIPT)
 
     def _run(self, script, keys: list[str], args: list) -> object:
-        """EVALSHA straight away: measured at about 100 µs less per vote than redis-py's
-        Script wrapper. After a Redis restart the script is gone (NOSCRIPT, nothing ran), and
-        the wrapper loads it and runs it."""
+        """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
+        (measured: see docs/benchmarks.md, "EVALSHA straight away"). After a Redis restart the
+        script is gone (NOSCRIPT, nothing ran), and the wrapper loads it and runs it."""
         try:
             return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
@@ -941,8 +941,7 @@ class Store:
 
     def keyed_hash(self, message: str) -> str:
         """HMAC-SHA256 under the server secret, from an HMAC keyed once and copied for each
-        message: keying it took a quarter of each vote's reader hash (26,100 instructions
-        against 19,700, valgrind)."""
+        message: keying it anew was a quarter of each vote's reader hash."""
         secret = self.server_secret()
         key, keyed = self._keyed
         if key != secret:

@@ -166,8 +166,8 @@ def measure(thin: str, product: str, options) -> list[dict[str, dict]]:
         return wrk(url, options.seconds, options.connections, **kw)
 
     def thin_post(number: int) -> dict:
-        # The vote's own requests (wrk builds each in Lua, which costs wrk about 12 µs more
-        # per request than a fixed body): only the server's work differs between the two.
+        # The vote's own requests (wrk builds each in Lua, which costs wrk more per request
+        # than a fixed body): only the server's work differs between the two.
         return run(thin, script="vote.lua", headers=vote_headers, args=[f"thin{number}", "/vote"])
 
     def thin_get() -> dict:
