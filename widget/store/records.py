@@ -1,0 +1,108 @@
+"""The records the store reads and writes: sites, limits, statistics, and its RateLimited."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+from ..reactions import DEFAULT_REACTIONS, Reaction, parse_reaction_set
+from .keys import index_key, meta_key
+from .scripts import fold_arguments
+
+# The origin placeholder that means "the reactions server's own origin" (the demo site).
+SELF_ORIGIN = "self"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    origins: tuple[str, ...]
+    reactions: tuple[Reaction, ...] = DEFAULT_REACTIONS
+    created: float = 0.0
+    # Reactions no longer offered: their votes are kept, not shown as an option.
+    retired: tuple[Reaction, ...] = ()
+
+    def allows(self, origin: str | None, own_origin: str | None) -> bool:
+        """`own_origin`: the server's own origin when the caller has checked that it is
+        (security.is_own_origin), for a site that allows `self`; None otherwise."""
+        if not origin:
+            return False
+        return origin in self.origins or (SELF_ORIGIN in self.origins and origin == own_origin)
+
+    @property
+    def all_reactions(self) -> tuple[Reaction, ...]:
+        return self.reactions + self.retired
+
+    @functools.cached_property
+    def vote_keys(self) -> tuple[str, ...]:
+        """(index, meta, and `fold_arguments`): the vote script's keys and arguments that
+        depend on the site only, built once per record."""
+        return (index_key(self.name), meta_key(self.name), *fold_arguments(self.name))
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "origins": list(self.origins),
+                "reactions": [r.as_dict() for r in self.reactions],
+                "retired": [r.as_dict() for r in self.retired],
+                "created": self.created,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, name: str, raw: str) -> Site:
+        data = json.loads(raw)
+        return cls(
+            name=name,
+            origins=tuple(data.get("origins", ())),
+            reactions=parse_reaction_set(data["reactions"])
+            if data.get("reactions")
+            else DEFAULT_REACTIONS,
+            created=float(data.get("created", 0)),
+            retired=parse_reaction_set(data.get("retired", [])),
+        )
+
+
+# Sites that exist without being registered; `reactions sites add demo …` overrides it.
+BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many votes a client (address + user agent) and an address block may send to a site
+    per minute, a site may take per second, and how many new articles a site may gain per
+    hour."""
+
+    per_client_minute: int = 1_000_000
+    per_site_second: int = 1_000_000
+    new_articles_hour: int = 1_000_000
+    per_address_minute: int = 1_000_000
+
+
+class RateLimited(Exception):
+    def __init__(self, scope: str, retry_after: int):
+        super().__init__(scope)
+        self.scope = scope
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass(frozen=True)
+class SiteStats:
+    site: Site
+    total: int
+    articles: int
+    last: float | None
+
+
+@dataclass(frozen=True)
+class ArticleStats:
+    article: str
+    counts: dict[str, int]
+    title: str = ""
+    url: str = ""
+    first_seen: float | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

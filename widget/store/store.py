@@ -1,0 +1,459 @@
+"""The Store API: sites, votes, statistics and the admin's login, each one call that the
+blueprints make; the keys and scripts it uses live in `keys` and `scripts`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import redis
+from flask import current_app
+
+from .keys import (
+    ADMIN_KEY,
+    ADMIN_LOGINS_KEY,
+    ALL_LOGIN_FAILURES_KEY,
+    SECRET_KEY,
+    SITES_KEY,
+    counts_key,
+    day_key,
+    day_total_key,
+    index_key,
+    login_failures_key,
+    meta_key,
+    readers_key,
+    salt_key,
+    site_channel,
+    stats_key,
+)
+from .records import BUILTIN_SITES, ArticleStats, Limits, RateLimited, Site, SiteStats
+from .scripts import (
+    FOLD_SCRIPT,
+    IMPORT_SCRIPT,
+    RESET_SCRIPT,
+    VOTE_SCRIPT,
+    fold_script_arguments,
+    import_arguments,
+    reset_arguments,
+    vote_arguments,
+)
+
+SITE_CACHE_SECONDS = 5.0
+
+
+def current_store() -> Store:
+    """The store of the running app (created by `create_app`)."""
+    return current_app.extensions["reactions"]
+
+
+@dataclass
+class Store:
+    """Counters, readers and sites in one Redis; shared by all requests of a process."""
+
+    client: redis.Redis
+    secret: str = ""
+    limits: Limits = field(default_factory=lambda: Limits())
+    # Called with (site, article, counts or None) after this process changed an article, so
+    # in-process caches are current at once (other processes learn it through pub/sub).
+    on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
+    _salts: dict[str, str] = field(default_factory=dict)
+    _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
+    _site_generation: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _keyed: tuple[str, hmac.HMAC | None] = ("", None)
+
+    def __post_init__(self) -> None:
+        self._vote = self.client.register_script(VOTE_SCRIPT)
+        self._reset = self.client.register_script(RESET_SCRIPT)
+        self._import = self.client.register_script(IMPORT_SCRIPT)
+        self._fold = self.client.register_script(FOLD_SCRIPT)
+
+    def _run(self, script, keys: list[str], args: list) -> object:
+        """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
+        (measured: see docs/benchmarks.md, "EVALSHA straight away"). After a Redis restart the
+        script is gone (NOSCRIPT, nothing ran), and the wrapper loads it and runs it."""
+        try:
+            return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return script(keys=keys, args=args)
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # Sites -------------------------------------------------------------------------------
+
+    def get_site(self, name: str) -> Site | None:
+        """The site's record, cached for a few seconds: every vote and read needs it.
+
+        A saved record is announced on `site_channel`, and each server process's live
+        listener drops its cached copy then (`forget_sites`): the few seconds only bound how
+        long a process without a working subscription keeps an older record."""
+        now = time.monotonic()
+        cached = self._sites.get(name)
+        if cached and now - cached[0] < SITE_CACHE_SECONDS:
+            return cached[1]
+        generation = self._site_generation
+        raw = self.client.hget(SITES_KEY, name)
+        site = Site.from_json(name, raw) if raw else BUILTIN_SITES.get(name)
+        # Not kept if the record was announced changed while this read was on its way.
+        if generation == self._site_generation:
+            self._sites[name] = (now, site)
+        return site
+
+    def forget_sites(self, *names: str) -> None:
+        """Drop the cached records of these sites (of every site without names): the next
+        read asks Redis."""
+        with self._lock:
+            self._site_generation += 1
+            if names:
+                for name in names:
+                    self._sites.pop(name, None)
+            else:
+                self._sites.clear()
+
+    def save_site(self, site: Site) -> Site:
+        """Store the record and announce it, so every server process reads it afresh."""
+        if not site.created:
+            existing = self.client.hget(SITES_KEY, site.name)
+            created = Site.from_json(site.name, existing).created if existing else time.time()
+            site = replace(site, created=created)
+        self.client.hset(SITES_KEY, site.name, site.to_json())
+        self.forget_sites(site.name)
+        self.client.publish(site_channel(site.name), "")
+        return site
+
+    def list_sites(self) -> list[Site]:
+        raw_sites = self.client.hgetall(SITES_KEY)
+        stored = {name: Site.from_json(name, raw) for name, raw in raw_sites.items()}
+        for name, site in BUILTIN_SITES.items():
+            stored.setdefault(name, site)
+        return [stored[name] for name in sorted(stored)]
+
+    def is_registered(self, name: str) -> bool:
+        return bool(self.client.hexists(SITES_KEY, name))
+
+    def remove_site(self, name: str) -> bool:
+        removed = bool(self.client.hdel(SITES_KEY, name))
+        self.forget_sites(name)
+        self.client.publish(site_channel(name), "")
+        return removed
+
+    # Readers -----------------------------------------------------------------------------
+
+    def reader_hash(self, site: str, token: str) -> str:
+        """An HMAC of the reader's token: the raw token is never stored.
+
+        The site is part of the message, so one reader cannot be linked across sites.
+        """
+        return self.keyed_hash(f"reader\0{site}\0{token}")[:32]
+
+    def keyed_hash(self, message: str) -> str:
+        """HMAC-SHA256 under the server secret, from an HMAC keyed once and copied for each
+        message: keying it anew was a quarter of each vote's reader hash."""
+        secret = self.server_secret()
+        key, keyed = self._keyed
+        if key != secret:
+            keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+            self._keyed = (secret, keyed)
+        digest = keyed.copy()
+        digest.update(message.encode())
+        return digest.hexdigest()
+
+    def server_secret(self) -> str:
+        if not self.secret:
+            with self._lock:
+                if not self.secret:
+                    # One secret for every worker and app server sharing this Redis.
+                    self.client.set(SECRET_KEY, secrets.token_urlsafe(32), nx=True)
+                    self.secret = self.client.get(SECRET_KEY)
+        return self.secret
+
+    # Counters ----------------------------------------------------------------------------
+
+    def counts(self, site: str, article: str) -> dict[str, int]:
+        return _as_counts(self.client.hgetall(counts_key(site, article)))
+
+    def counts_many(self, site: str, articles: list[str]) -> list[dict[str, int]]:
+        return self._counts_of([counts_key(site, article) for article in articles])
+
+    def _counts_of(self, keys: list[str]) -> list[dict[str, int]]:
+        """Counter hashes (reaction -> count) of many keys, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [_as_counts(raw) for raw in pipe.execute()]
+
+    def set_reaction(
+        self,
+        site: Site,
+        article: str,
+        reader: str,
+        choice: str | None,
+        url: str = "",
+        title: str = "",
+        now: float | None = None,
+        client: str = "",
+        limits: Limits | None = None,
+        origin: str = "",
+        address: str = "",
+    ) -> tuple[str | None, dict[str, int]]:
+        """Set (or with None, take back) a reader's reaction; returns (previous, counts).
+
+        `url` and `title` describe the article: they are kept when it has none yet, and
+        replace its own only when `origin` (the page the vote came from) is its URL's.
+
+        Raises RateLimited when the client, its address, the site or the site's new articles
+        are over their limits; nothing is changed then.
+        """
+        now = time.time() if now is None else now
+        # Limits are for requests from clients; the server's own calls (import, tools) have none.
+        limits = limits or (self.limits if client else Limits())
+        keys, args = vote_arguments(
+            site, article, reader, choice, url, title, now, client, limits, origin, address
+        )
+        result = self._run(self._vote, keys, args)
+        if result[0] == "!":
+            raise RateLimited(result[1], int(result[2]))
+        previous, flat = result
+        counts = decode_counts(flat)
+        self._changed(site.name, article, counts)
+        return (previous or None), counts
+
+    def _changed(self, site: str, article: str, counts: dict[str, int] | None) -> None:
+        for callback in self.on_change:
+            callback(site, article, counts)
+
+    def reader_choice(self, site: str, article: str, reader: str) -> str | None:
+        return self.client.hget(readers_key(site, article), reader)
+
+    def reset_article(self, site: Site, article: str) -> int:
+        keys, args = reset_arguments(site, article)
+        removed = int(self._reset(keys=keys, args=args))
+        self._changed(site.name, article, None)
+        return removed
+
+    def import_counts(
+        self, site: Site, article: str, counts: dict[str, int], url: str, title: str
+    ) -> int:
+        """Make `counts` the article's imported starting counts; returns the change in total."""
+        keys, args = import_arguments(site, article, counts, url, title, time.time())
+        change = int(self._import(keys=keys, args=args))
+        self._changed(site.name, article, None)
+        return change
+
+    # Statistics for the admin pages: folds, pipelines and indexes, never a round trip per
+    # article ------------------------------------------------------------------------------
+
+    def fold(self, site: str) -> None:
+        """Apply the site's pending votes to its statistics (see lua/fold.lua), before reading
+        them. Its own round trip: redis-py's cluster pipelines refuse scripts."""
+        self._run(self._fold, *fold_script_arguments(site))
+
+    def site_stats(self, sites: list[Site]) -> list[SiteStats]:
+        for site in sites:
+            self.fold(site.name)
+        pipe = self.client.pipeline(transaction=False)
+        for site in sites:
+            pipe.hmget(stats_key(site.name), "total", "last")
+            pipe.zcard(index_key(site.name))
+        replies = pipe.execute()
+        result = []
+        for number, site in enumerate(sites):
+            (total, last), articles = replies[2 * number], replies[2 * number + 1]
+            result.append(
+                SiteStats(site, int(total or 0), int(articles), float(last) if last else None)
+            )
+        return result
+
+    def top_articles(
+        self, site: str, reaction: str | None, offset: int, limit: int
+    ) -> list[ArticleStats]:
+        """Articles by total (or by one reaction's count), highest first."""
+        self.fold(site)
+        ranked = self.client.zrevrange(index_key(site, reaction), offset, offset + limit - 1)
+        return self.article_stats(site, ranked)
+
+    def article_stats(self, site: str, articles: list[str]) -> list[ArticleStats]:
+        if not articles:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for article in articles:
+            pipe.hgetall(counts_key(site, article))
+        pipe.hmget(meta_key(site), articles)
+        *all_counts, metas = pipe.execute()
+        result = []
+        for article, counts, meta in zip(articles, all_counts, metas, strict=True):
+            info = json.loads(meta) if meta else {}
+            result.append(
+                ArticleStats(
+                    article,
+                    _as_counts(counts),
+                    title=str(info.get("title") or ""),
+                    url=str(info.get("url") or ""),
+                    first_seen=info.get("first_seen"),
+                )
+            )
+        return result
+
+    def search_articles(self, site: str, term: str, limit: int) -> list[ArticleStats]:
+        """Articles whose id or title contains `term` (any case), highest total first."""
+        needle = term.casefold()
+        # The title as it appears inside the stored JSON (Lua's cjson escapes / and quotes):
+        # a cheap substring test skips decoding the metadata of articles that cannot match.
+        encoded = json.dumps(needle, ensure_ascii=False)[1:-1].replace("/", "\\/")
+        found = []
+        for article, meta in self.client.hscan_iter(meta_key(site), count=5000):
+            if needle in article.casefold():
+                found.append(article)
+            elif encoded in meta.casefold():
+                title = str(json.loads(meta).get("title") or "")
+                if needle in title.casefold():
+                    found.append(article)
+        if not found:
+            return []
+        self.fold(site)
+        scores = self.client.zmscore(index_key(site), found)
+        ranked = sorted(zip(found, scores, strict=True), key=lambda item: -(item[1] or 0))
+        return self.article_stats(site, [article for article, _ in ranked[:limit]])
+
+    def site_timeline(self, site: str, days: list[str]) -> list[dict[str, int]]:
+        """Reactions added on each day, per reaction."""
+        self.fold(site)
+        return self._counts_of([day_total_key(site, day) for day in days])
+
+    def article_timeline(
+        self, site: str, article: str, reactions: list[str], days: list[str]
+    ) -> list[dict[str, int]]:
+        fields = [f"{article}|{r}" for r in reactions]
+        self.fold(site)
+        pipe = self.client.pipeline(transaction=False)
+        for day in days:
+            pipe.hmget(day_key(site, day), fields)
+        return [
+            {r: int(v) for r, v in zip(reactions, values, strict=True) if v}
+            for values in pipe.execute()
+        ]
+
+    def iter_articles(self, site: str, batch: int = 500) -> Iterator[ArticleStats]:
+        """Every article of a site by total, highest first, a batch per round trip."""
+        self.fold(site)
+        offset = 0
+        while True:
+            ranked = self.client.zrevrange(index_key(site), offset, offset + batch - 1)
+            yield from self.article_stats(site, ranked)
+            if len(ranked) < batch:
+                return
+            offset += batch
+
+    # Admin login ---------------------------------------------------------------------------
+
+    def admin_password_hash(self) -> str | None:
+        return self.client.hget(ADMIN_KEY, "password")
+
+    def set_admin_password_hash(self, password_hash: str) -> None:
+        """A new password ends every open login."""
+        pipe = self.client.pipeline(transaction=False)  # two keys: two cluster slots
+        pipe.hset(ADMIN_KEY, "password", password_hash)
+        pipe.delete(ADMIN_LOGINS_KEY)
+        pipe.execute()
+
+    def open_admin_login(self, lifetime: int) -> str:
+        """A new login's random id, valid for `lifetime` seconds unless it is ended first.
+        Logins that expired are forgotten here, so the record stays small."""
+        now = time.time()
+        expired = [
+            login
+            for login, until in self.client.hgetall(ADMIN_LOGINS_KEY).items()
+            if float(until) <= now
+        ]
+        login = secrets.token_urlsafe(24)
+        pipe = self.client.pipeline(transaction=False)
+        if expired:
+            pipe.hdel(ADMIN_LOGINS_KEY, *expired)
+        pipe.hset(ADMIN_LOGINS_KEY, login, int(now + lifetime))
+        pipe.expire(ADMIN_LOGINS_KEY, lifetime)  # no login outlives the newest one
+        pipe.execute()
+        return login
+
+    def admin_login_open(self, login: str) -> bool:
+        until = self.client.hget(ADMIN_LOGINS_KEY, login) if login else None
+        return until is not None and float(until) > time.time()
+
+    def end_admin_login(self, login: str) -> None:
+        if login:
+            self.client.hdel(ADMIN_LOGINS_KEY, login)
+
+    def login_lockout(self, address: str, per_address: int, everyone: int | None) -> int:
+        """Seconds before a login may be tried from this address: 0 unless its failures
+        reached `per_address`, or everyone's together reached `everyone` (None: this address
+        is not held by the global budget)."""
+        # Not a transaction: the keys live on different cluster slots.
+        pipe = self.client.pipeline(transaction=False)
+        for key in (login_failures_key(address), ALL_LOGIN_FAILURES_KEY):
+            pipe.get(key)
+            pipe.ttl(key)
+        mine, mine_ttl, all_, all_ttl = pipe.execute()
+        wait = 0
+        if int(mine or 0) >= per_address:
+            wait = max(wait, mine_ttl, 1)
+        if everyone is not None and int(all_ or 0) >= everyone:
+            wait = max(wait, all_ttl, 1)
+        return wait
+
+    def count_login_failure(self, address: str, window: int) -> int:
+        """Count a failed login from this address and in everyone's window; returns the
+        address's failures. The address's window starts again with each failure; everyone's
+        is fixed from its first failure, so a lock-out by many addresses ends with it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(login_failures_key(address))
+        pipe.expire(login_failures_key(address), window)
+        pipe.set(ALL_LOGIN_FAILURES_KEY, 0, nx=True, ex=window)
+        pipe.incr(ALL_LOGIN_FAILURES_KEY)
+        pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
+        failures, *_ = pipe.execute()
+        return int(failures)
+
+    def clear_login_failures(self, address: str) -> None:
+        self.client.delete(login_failures_key(address))
+
+    def unlock_admin_login(self) -> int:
+        """Forget every counted login failure, of every address and of everyone together:
+        the admin's way in during an attack (`reactions admin unlock`). Returns how many
+        counters were removed."""
+        keys = [ALL_LOGIN_FAILURES_KEY, *self.client.scan_iter(match=login_failures_key("*"))]
+        return sum(int(self.client.delete(key)) for key in keys)
+
+    def daily_salt(self, day: str) -> str:
+        """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked.
+
+        Cached per process; every worker and app server reads the same salt from Redis.
+        """
+        salt = self._salts.get(day)
+        if salt is None:
+            key = salt_key(day)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
+            pipe.get(key)
+            salt = pipe.execute()[1]
+            self._salts = {day: salt}
+        return salt
+
+
+def decode_counts(flat: str) -> dict[str, int]:
+    """An article's counts as the vote script publishes and returns them: `reaction,count,…`
+    in HGETALL's order (reaction ids have no comma), empty when no reaction is left.
+    ValueError if it is not that."""
+    if not flat:
+        return {}
+    parts = flat.split(",")
+    return dict(zip(parts[::2], map(int, parts[1::2]), strict=True))
+
+
+def _as_counts(raw: dict[str, str]) -> dict[str, int]:
+    return {reaction: int(count) for reaction, count in raw.items()}
