@@ -75,12 +75,9 @@ def refresh_lock(options: list[str]) -> None:
     if not os.path.exists(uv):
         venv.create(tools, with_pip=True)
         run(os.path.join(os.path.dirname(uv), "python"), "-m", "pip", "install", "-q", LOCK_TOOL)
-    run(
-        uv, "pip", "compile", "pyproject.toml", "--extra", "test", "--universal",
-        "--generate-hashes", "--quiet",
-        "--custom-compile-command", "python3 dev.py lock", "--output-file", LOCK,
-        *(options or ["--upgrade"]),
-    )  # fmt: skip
+    compile_ = [uv, "pip", "compile", "pyproject.toml", "--extra", "test", "--universal"]
+    compile_ += ["--generate-hashes", "--custom-compile-command", "python3 dev.py lock"]
+    run(*compile_, "--quiet", "--output-file", LOCK, *(options or ["--upgrade"]))
 
 
 def main(argv: list[str]) -> None:
