@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET
+from tests.conftest import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET
 from widget import create_app
 from widget.store import Site
 
@@ -62,7 +62,9 @@ statuses: Counter = Counter()
 
 @pytest.fixture(scope="module")
 def schema(redis_server):
-    app = create_app({"REDIS_URL": redis_server.url, "REACTIONS_SECRET_KEY": SECRET} | NO_LIMITS)
+    app = create_app(
+        {"REDIS_URL": redis_server.url, "REACTIONS_SECRET_KEY": SECRET} | NO_LIMITS | PATIENT_REDIS
+    )
     store = app.extensions["reactions"]
     # Short site names are what the generator tries most: register some, so that generated
     # votes get past the site check and exercise validation and the vote script.
