@@ -1,14 +1,17 @@
-"""A real 3-master Redis Cluster from the redis-server binary the embedded mode uses."""
+"""A real Redis Cluster from the redis-server binary the embedded mode uses: masters, and
+optionally a replica of each, which a test may kill (SIGKILL) and bring back."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+from redis.cluster import key_slot
 
 from widget.embedded_redis import server_binary
 
@@ -30,76 +33,162 @@ def free_cluster_port() -> int:
 
 
 class LocalCluster:
-    def __init__(self, base_dir: Path, masters: int = 3):
+    """`masters` masters, each with `replicas` replicas. `node_timeout` (milliseconds) is
+    Redis's cluster-node-timeout: how long a master must be unreachable before its replica
+    takes over. Slots whose master is down do not stop the others
+    (cluster-require-full-coverage no), as the README advises."""
+
+    def __init__(
+        self, base_dir: Path, masters: int = 3, replicas: int = 0, node_timeout: int = 2000
+    ):
         self.base_dir = base_dir
-        self.ports = [free_cluster_port() for _ in range(masters)]
-        self.processes: list[subprocess.Popen] = []
+        self.masters = masters
+        self.replicas = replicas
+        self.node_timeout = node_timeout
+        self.ports = [free_cluster_port() for _ in range(masters * (1 + replicas))]
+        self.processes: dict[int, subprocess.Popen] = {}
 
     @property
     def url(self) -> str:
+        """Seeded from one node."""
         return f"redis+cluster://127.0.0.1:{self.ports[0]}"
 
-    def start(self, timeout: float = 30.0) -> LocalCluster:
+    @property
+    def seeds_url(self) -> str:
+        """Seeded from every node: the client starts while any of them answers."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def _spawn(self, port: int) -> None:
+        data = self.base_dir / str(port)
+        data.mkdir(parents=True, exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                server_binary(),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout),
+                "--cluster-require-full-coverage", "no",
+                # Redis's own rule: a replica whose link to its master is down takes over
+                # whatever the link's age (a SIGKILL'd master's replica always may).
+                "--cluster-replica-validity-factor", "0",
+                "--appendonly", "no",
+                "--save", "",
+                "--maxmemory-policy", "noeviction",
+                "--dir", str(data),
+                "--logfile", "redis.log",
+                "--daemonize", "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+    def start(self, timeout: float = 60.0) -> LocalCluster:
         for port in self.ports:
-            data = self.base_dir / str(port)
-            data.mkdir(parents=True, exist_ok=True)
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        server_binary(),
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                        "--appendonly",
-                        "no",
-                        "--save",
-                        "",
-                        "--maxmemory-policy",
-                        "noeviction",
-                        "--dir",
-                        str(data),
-                        "--logfile",
-                        "redis.log",
-                        "--daemonize",
-                        "no",
-                    ],  # fmt: skip
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        nodes = [redis.Redis(port=port, socket_timeout=1) for port in self.ports]
+            self._spawn(port)
         deadline = time.monotonic() + timeout
-        for node in nodes:
-            while True:
-                try:
-                    node.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+        for port in self.ports:
+            self._wait_answers(port, deadline)
         cli = os.path.join(os.path.dirname(server_binary()), "redis-cli")
         subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=timeout,
         )  # fmt: skip
-        for node in nodes:
-            while node.cluster("INFO").get("cluster_state") != "ok":
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the cluster did not become ready")
-                time.sleep(0.05)
+        self.wait_healthy(timeout)
         return self
 
+    def _wait_answers(self, port: int, deadline: float) -> None:
+        node = self.node(port)
+        while True:
+            try:
+                node.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def alive(self) -> list[int]:
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    def slots(self) -> list[tuple[int, int, int, list[int]]]:
+        """(first slot, last slot, master port, replica ports) as a live node sees them."""
+        for port in self.alive():
+            try:
+                ranges = self.node(port).cluster("SLOTS")
+            except redis.RedisError:
+                continue
+            return [
+                (first, last, master[1], [replica[1] for replica in replicas])
+                for first, last, master, *replicas in ranges
+            ]
+        raise RuntimeError("no node of the cluster answers")
+
+    def master_of(self, key: str) -> int:
+        """The port of the master that holds `key`'s slot (a site name: its hash tag)."""
+        slot = key_slot(key.encode())
+        for first, last, master, _ in self.slots():
+            if first <= slot <= last:
+                return master
+        raise AssertionError(f"no master for slot {slot}")
+
+    def master_ports(self) -> list[int]:
+        return sorted({master for _, _, master, _ in self.slots()})
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Every live node says the cluster is ok, every slot has a live master, and every
+        replica is in sync with it."""
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not become healthy")
+            time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        alive = set(self.alive())
+        try:
+            for port in alive:
+                if self.node(port).cluster("INFO").get("cluster_state") != "ok":
+                    return False
+            ranges = self.slots()
+            if sum(last - first + 1 for first, last, *_ in ranges) != 16384:
+                return False
+            masters = {master for _, _, master, _ in ranges}
+            if not masters <= alive:
+                return False
+            expected = {port for port in alive if port not in masters}
+            replicas = {replica for *_, listed in ranges for replica in listed}
+            if not expected <= replicas:
+                return False
+            for port in expected:
+                info = self.node(port).info("replication")
+                if info.get("master_link_status") != "up":
+                    return False
+            return True
+        except redis.RedisError:
+            return False
+
+    def kill(self, port: int) -> None:
+        """SIGKILL: the node dies mid-write, as in a crash."""
+        process = self.processes[port]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def restart(self, port: int, timeout: float = 60.0) -> None:
+        """Bring a killed node back (it rejoins, as a replica if it was failed over) and wait
+        for the cluster to be healthy again."""
+        self._spawn(port)
+        self._wait_answers(port, time.monotonic() + timeout)
+        self.wait_healthy(timeout)
+
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
             process.wait(10)
