@@ -192,3 +192,136 @@ class LocalCluster:
                 process.terminate()
         for process in self.processes.values():
             process.wait(10)
+
+
+class LocalSentinel:
+    """A Sentinel-managed Redis: one master, `replicas` replicas and `sentinels` sentinels
+    (quorum: a majority of them) watching it as the service `name`. `down_after` (ms) is
+    Sentinel's down-after-milliseconds: how long the master must be unreachable before the
+    sentinels fail it over."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after: int = 2000,
+        name: str = "reactions",
+    ):
+        self.base_dir = base_dir
+        self.name = name
+        self.down_after = down_after
+        self.redis_ports = [free_cluster_port() for _ in range(1 + replicas)]
+        self.sentinel_ports = [free_cluster_port() for _ in range(sentinels)]
+        self.quorum = sentinels // 2 + 1
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{seeds}/{self.name}"
+
+    def _spawn_redis(self, port: int, master: int | None) -> None:
+        data = self.base_dir / str(port)
+        data.mkdir(parents=True, exist_ok=True)
+        replica = ["--replicaof", "127.0.0.1", str(master)] if master else []
+        self.processes[port] = subprocess.Popen(
+            [
+                server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                "--appendonly", "no", "--save", "", "--dir", str(data),
+                "--logfile", "redis.log", *replica,
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def _spawn_sentinel(self, port: int) -> None:
+        data = self.base_dir / f"sentinel-{port}"
+        data.mkdir(parents=True, exist_ok=True)
+        config = data / "sentinel.conf"  # Sentinel rewrites its own file
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {data}\nlogfile sentinel.log\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.redis_ports[0]} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {self.name} {self.down_after}\n"
+            f"sentinel failover-timeout {self.name} 10000\n"
+        )
+        self.processes[port] = subprocess.Popen(
+            [server_binary(), str(config), "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+    def start(self, timeout: float = 60.0) -> LocalSentinel:
+        master, *replicas = self.redis_ports
+        self._spawn_redis(master, None)
+        for port in replicas:
+            self._spawn_redis(port, master)
+        for port in self.sentinel_ports:
+            self._spawn_sentinel(port)
+        self.wait_healthy(timeout)
+        return self
+
+    def master(self) -> int:
+        """The master's port, as the sentinels name it (the first that answers)."""
+        for port in self.sentinel_ports:
+            if self.processes[port].poll() is None:
+                try:
+                    address = self.node(port).sentinel_get_master_addr_by_name(self.name)
+                except redis.RedisError:
+                    continue
+                if address:
+                    return int(address[1])
+        raise RuntimeError("no sentinel names a master")
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Every sentinel names the same live master, knows the others, and every other live
+        Redis is its replica, in sync."""
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Sentinel setup did not become healthy")
+            time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        try:
+            masters = set()
+            for port in self.sentinel_ports:
+                state = self.node(port).sentinel_master(self.name)
+                if state.get("num-other-sentinels") != len(self.sentinel_ports) - 1:
+                    return False
+                masters.add(int(state["port"]))
+            if len(masters) != 1:
+                return False
+            (master,) = masters
+            if self.processes[master].poll() is not None:
+                return False
+            if self.node(master).info("replication").get("role") != "master":
+                return False
+            for port in self.redis_ports:
+                if port != master and self.processes[port].poll() is None:
+                    info = self.node(port).info("replication")
+                    if info.get("master_port") != master or info.get("master_link_status") != "up":
+                        return False
+            return True
+        except (redis.RedisError, KeyError, ValueError):
+            return False
+
+    def kill(self, port: int) -> None:
+        process = self.processes[port]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def restart(self, port: int, timeout: float = 60.0) -> None:
+        """Bring a killed Redis back as a replica of the current master."""
+        self._spawn_redis(port, self.master())
+        self.wait_healthy(timeout)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(10)
