@@ -10,7 +10,9 @@ from widget.reactions import (
     DEFAULT_REACTIONS,
     InvalidField,
     Reaction,
+    Vote,
     normalize_article,
+    parse_vote,
     percentages,
     validate_choice,
     validate_origin,
@@ -154,3 +156,44 @@ def test_origins_are_normalized(raw, expected):
 def test_bad_origins_are_refused(raw):
     with pytest.raises(InvalidField):
         validate_origin(raw)
+
+
+READER = "reader-aaaaaaaaaaaa"
+
+
+def test_a_vote_body_becomes_a_checked_vote():
+    body = {
+        "site": "demo",
+        "article": " https://Blog.Example/post?p=3#comments ",
+        "reader": READER,
+        "reaction": "sad",
+        "url": "https://blog.example/post?p=3",
+        "title": "  A\ttitle\n",
+    }
+    assert parse_vote(body, DEFAULT_REACTIONS) == Vote(
+        "https://blog.example/post?p=3", READER, "sad", "https://blog.example/post?p=3", "A title"
+    )
+    taken_back = parse_vote({"article": "a", "reader": READER, "reaction": None}, DEFAULT_REACTIONS)
+    assert taken_back == Vote("a", READER, None, "", "")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"article": ""}, "article"),
+        ({"reader": "short"}, "reader"),
+        ({"reaction": "love"}, "reaction"),
+        ({"reaction": ["happy"]}, "reaction"),
+        ({"url": "javascript:alert(1)"}, "url"),
+        ({"title": 7}, "title"),
+    ],
+)
+def test_a_vote_body_names_its_first_wrong_field(change, field):
+    body = {"article": "a", "reader": READER, "reaction": "happy"} | change
+    with pytest.raises(InvalidField, match=f"'{field}'"):
+        parse_vote(body, DEFAULT_REACTIONS)
+
+
+def test_a_vote_body_without_a_reaction_is_refused_rather_than_taken_as_null():
+    with pytest.raises(InvalidField, match="'reaction' is required"):
+        parse_vote({"article": "a", "reader": READER}, DEFAULT_REACTIONS)

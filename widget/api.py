@@ -18,12 +18,9 @@ from .reactions import (
     Reaction,
     UnknownSite,
     normalize_article,
+    parse_vote,
     percentages,
-    validate_choice,
-    validate_reader,
     validate_site,
-    validate_title,
-    validate_url,
 )
 from .store import Site, Store, current_store
 
@@ -192,13 +189,9 @@ def post_reaction():
     if origin:
         after_this_request(functools.partial(security.allow_write_origin, origin=origin))
     page = security.require_allowed_origin(req, site)
-    article = normalize_article(data.get("article"))
-    reader = validate_reader(data.get("reader"))
-    if "reaction" not in data:
-        raise InvalidField("'reaction' is required: a reaction id, or null to take it back")
-    choice = validate_choice(data["reaction"], site.reactions)
-    url = security.allowed_page_url(req, site, validate_url(data.get("url")))
-    title = validate_title(data.get("title"))
+    vote = parse_vote(data, site.reactions)
+    article, choice, title = vote.article, vote.choice, vote.title
+    url = security.allowed_page_url(req, site, vote.url)
     if url is None:  # a page on an origin the site does not allow: counted, not described
         url = title = ""
 
@@ -210,7 +203,7 @@ def post_reaction():
         _, counts = store.set_reaction(
             site,
             article,
-            store.reader_hash(site.name, reader),
+            store.reader_hash(site.name, vote.reader),
             choice,
             url,
             title,

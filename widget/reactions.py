@@ -203,6 +203,31 @@ def validate_title(value: object) -> str:
     return " ".join(CONTROL_CHARS.sub(" ", value).split())[:MAX_TITLE_LENGTH]
 
 
+class Vote(NamedTuple):
+    """A vote's fields as the API takes them, each checked: what `post_reaction` asks the
+    store to record."""
+
+    article: str
+    reader: str
+    choice: str | None  # None: take the reader's reaction back
+    url: str  # "" when not given
+    title: str
+
+
+def parse_vote(data: dict, reactions: tuple[Reaction, ...]) -> Vote:
+    """The vote a request body asks for, against the site's reactions; InvalidField names
+    the first field that is wrong. Whether the page may vote, and keep `url`, is the
+    request's business (security.py), not the body's."""
+    article = normalize_article(data.get("article"))
+    reader = validate_reader(data.get("reader"))
+    if "reaction" not in data:
+        raise InvalidField("'reaction' is required: a reaction id, or null to take it back")
+    choice = validate_choice(data["reaction"], reactions)
+    return Vote(
+        article, reader, choice, validate_url(data.get("url")), validate_title(data.get("title"))
+    )
+
+
 def validate_origin(value: str) -> str:
     """An allowed origin as the browser sends it: scheme://host[:port], no path."""
     parts = urlsplit(value.strip())
