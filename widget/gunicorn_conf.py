@@ -20,11 +20,9 @@ waits for Redis) gave the others their turn then, and skips it.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import re
 import sys
-import time
 
 from gunicorn import glogging
 
@@ -70,17 +68,11 @@ def post_worker_init(worker) -> None:
     clients) out of the garbage collector's full passes, which otherwise stop a loaded worker,
     and every connection of a gevent worker with it, for milliseconds at a time.
 
-    Answers go out in one write (see `one_write_response`), with a Date header formatted
-    once a second (see `once_a_second`); gunicorn's own errors as JSON (see `json_errors`)."""
-    from gunicorn import util
-    from gunicorn.http import wsgi
+    Answers go out in one write, gunicorn's own errors as JSON (widget/internals.py: each
+    falls back to gunicorn's own behaviour if the installed gunicorn changed)."""
+    from widget import internals  # the worker has imported the app, and the package with it
 
-    if not getattr(wsgi.Response, "one_write", False):
-        wsgi.Response = one_write_response(wsgi.Response)
-    if not getattr(util.http_date, "once_a_second", False):
-        util.http_date = once_a_second(util.http_date)
-    if not getattr(util.write_error, "json_errors", False):
-        util.write_error = json_errors(util.write_error)
+    internals.patch_gunicorn()
     gc.collect()
     gc.freeze()
     # Each worker listens for live updates from its start, not from its first read: a
@@ -95,116 +87,12 @@ def post_worker_init(worker) -> None:
         extensions["reactions_live"].fit(worker.cfg.worker_connections, threads)
 
 
-class _Head:
-    """Stands in for the socket while gunicorn formats a response's head."""
-
-    data = b""
-
-    def sendall(self, data: bytes) -> None:
-        self.data += data
-
-
-def one_write_response(base: type) -> type:
-    """gunicorn's response class, sending a body that comes whole (a Content-Length and one
-    bytes chunk, as Flask sends any response made from bytes) in the same write as its head.
-
-    gunicorn writes the head, then the body: two TCP segments, the client woken twice, and
-    more context switches and CPU per vote on both sides (measured: see docs/benchmarks.md,
-    "One write per response"). Anything else goes through gunicorn's own write, unchanged,
-    and so does the head itself: gunicorn formats it as always, into `_Head` instead of the
-    socket."""
-
-    class OneWriteResponse(base):
-        one_write = True
-
-        def write(self, arg):
-            if (
-                type(self) is not OneWriteResponse  # a subclass frames bodies its own way
-                or self.headers_sent
-                # HEAD, 204, 304: no body (a gunicorn without this flag keeps its own write)
-                or getattr(self, "_omits_body", True)
-                or type(arg) is not bytes
-                # no Content-Length (chunked), or a body in pieces
-                or self.response_length != len(arg)
-            ):
-                return super().write(arg)
-            sock, self.sock = self.sock, _Head()
-            try:
-                self.send_headers()
-                head = self.sock.data
-            finally:
-                self.sock = sock
-            self.sent += len(arg)
-            data = head + arg
-            # One send() takes an answer this size whole. gevent's sendall() would first ask
-            # the kernel for the socket's buffer size, a system call, and set up a deadline.
-            sent = sock.send(data)
-            if sent < len(data):
-                sock.sendall(data[sent:])
-
-    OneWriteResponse.__qualname__ = OneWriteResponse.__name__
-    return OneWriteResponse
-
-
-def once_a_second(http_date):
-    """gunicorn's Date header, formatted once a second instead of for every answer: the text
-    is the same all second, and formatting it was a few percent of a small answer's work.
-    The header shows whole seconds, so the text is what gunicorn would have written."""
-    last = [-1, ""]
-
-    def cached(timestamp=None):
-        if timestamp is not None:
-            return http_date(timestamp)
-        second = int(time.time())
-        if second != last[0]:
-            last[:] = second, http_date(second)
-        return last[1]
-
-    cached.once_a_second = True
-    cached.__wrapped__ = http_date
-    return cached
-
-
-# What a client can do about gunicorn's own refusals, which come before the app sees a request.
-GUNICORN_ERROR_DETAILS = {
-    414: "the request line is too long: ask for fewer or shorter articles per request",
-    431: "the request headers are too many or too long",
-}
-
-
-def json_errors(write_error):
-    """gunicorn's answers to a request it cannot read (a request line over its limit: 414,
-    headers over theirs: 431, a malformed request: 400) as the app's JSON `{error, detail}`
-    instead of an HTML page: the widget and API clients read JSON."""
-
-    def write_json_error(sock, status_int, reason, mesg):
-        body = json.dumps(
-            {
-                "error": reason.lower().replace(" ", "_"),
-                "detail": GUNICORN_ERROR_DETAILS.get(status_int) or mesg or reason,
-            }
-        ).encode()
-        head = (
-            f"HTTP/1.1 {status_int} {reason}\r\n"
-            "Connection: close\r\n"
-            "Content-Type: application/json\r\n"
-            "Cache-Control: no-store\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode("latin-1")
-        util.write_nonblock(sock, head + body)
-
-    from gunicorn import util
-
-    write_json_error.json_errors = True
-    write_json_error.__wrapped__ = write_error
-    return write_json_error
-
-
 def pre_request(worker, req) -> None:
     worker.log.debug("%s %s", req.method, req.path)  # what gunicorn's default hook does
     cooperative = find_cooperative()
     if cooperative:
-        req.reactions_loop_pass = getattr(cooperative[0], "iteration", None)
+        loop, _, passes = cooperative
+        req.reactions_loop_pass = passes(loop)
 
 
 def post_request(worker, req, environ, resp) -> None:
@@ -212,15 +100,15 @@ def post_request(worker, req, environ, resp) -> None:
     unless the event loop already ran while this request waited."""
     cooperative = find_cooperative()
     if cooperative:
-        loop, sleep = cooperative
+        loop, sleep, passes = cooperative
         started = getattr(req, "reactions_loop_pass", None)
-        # libev's loop counts its passes; without that count, always let the others run
-        if started is None or started == getattr(loop, "iteration", None):
+        # Without a count of the loop's passes, always let the others run.
+        if started is None or started == passes(loop):
             sleep(YIELD_SECONDS)
 
 
-# (gevent's event loop, gevent.sleep) in a gevent worker, False under threads; found at the
-# process's first request.
+# (gevent's event loop, gevent.sleep, internals.loop_passes) in a gevent worker, False under
+# threads; found at the process's first request.
 _cooperative: tuple | bool | None = None
 
 
@@ -233,7 +121,9 @@ def find_cooperative() -> tuple | bool:
         if monkey is not None and monkey.is_module_patched("socket"):
             from gevent import get_hub, sleep
 
-            _cooperative = (get_hub().loop, sleep)
+            from widget.internals import loop_passes
+
+            _cooperative = (get_hub().loop, sleep, loop_passes)
         else:
             _cooperative = False
     return _cooperative

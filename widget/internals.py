@@ -1,0 +1,191 @@
+"""Every place the app relies on a dependency's private internals, fenced off here.
+
+Each patch says what it relies on (its `CONTRACT`), the measured gain that pays for it, and
+falls back to the dependency's stock behaviour when the installed version no longer has
+those internals: `missing()` lists what is gone, the patch is then not installed, and a
+warning says so. `tests/test_internals.py` checks every contract against the installed
+versions and fails, naming what is gone, before a release can misbehave. The dependencies
+patched here are capped below their next major version in pyproject.toml.
+
+Patches worth less than about 5% of a request's cost were dropped (docs/benchmarks.md,
+"Dropped: private internals").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def missing(obj: object, names: tuple[str, ...]) -> list[str]:
+    """The names in `names` (dotted paths from `obj`) that `obj` does not have."""
+    gone = []
+    for name in names:
+        target = obj
+        for part in name.split("."):
+            if not hasattr(target, part):
+                gone.append(name)
+                break
+            target = getattr(target, part)
+    return gone
+
+
+# gunicorn ---------------------------------------------------------------------------------
+
+# What `one_write_response` uses of gunicorn.http.wsgi.Response, and `json_errors` of
+# gunicorn.util. Attributes set in Response.__init__ are checked on an instance.
+GUNICORN_RESPONSE_CONTRACT = (
+    "write",
+    "send_headers",
+    "headers_sent",
+    "response_length",
+    "sent",
+    "sock",
+    "_omits_body",
+)
+GUNICORN_UTIL_CONTRACT = ("write_error", "write_nonblock")
+
+
+def gunicorn_missing() -> list[str]:
+    """What `patch_gunicorn` relies on and the installed gunicorn lacks."""
+    from types import SimpleNamespace
+
+    from gunicorn import util
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+
+    request = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
+    response = wsgi.Response(request, None, Config())
+    gone = [
+        f"gunicorn.http.wsgi.Response.{n}" for n in missing(response, GUNICORN_RESPONSE_CONTRACT)
+    ]
+    return gone + [f"gunicorn.util.{n}" for n in missing(util, GUNICORN_UTIL_CONTRACT)]
+
+
+def patch_gunicorn() -> bool:
+    """In a gunicorn worker: answers in one write (`one_write_response`) and gunicorn's own
+    errors as JSON (`json_errors`). False, with a warning, when the installed gunicorn no
+    longer has what they rely on: gunicorn then answers as it always does."""
+    gone = gunicorn_missing()
+    if gone:
+        log.warning(
+            "gunicorn %s lacks %s: answers go out as gunicorn writes them (two writes, "
+            "HTML error pages)",
+            _version("gunicorn"),
+            ", ".join(gone),
+        )
+        return False
+    from gunicorn import util
+    from gunicorn.http import wsgi
+
+    if not getattr(wsgi.Response, "one_write", False):
+        wsgi.Response = one_write_response(wsgi.Response)
+    if not getattr(util.write_error, "json_errors", False):
+        util.write_error = json_errors(util.write_error)
+    return True
+
+
+class _Head:
+    """Stands in for the socket while gunicorn formats a response's head."""
+
+    data = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def one_write_response(base: type) -> type:
+    """gunicorn's response class, sending a body that comes whole (a Content-Length and one
+    bytes chunk, as Flask sends any response made from bytes) in the same write as its head.
+
+    gunicorn writes the head, then the body: two TCP segments, the client woken twice, and
+    more context switches and CPU per vote on both sides (measured: see docs/benchmarks.md,
+    "One write per response"). Anything else goes through gunicorn's own write, unchanged,
+    and so does the head itself: gunicorn formats it as always, into `_Head` instead of the
+    socket."""
+
+    class OneWriteResponse(base):
+        one_write = True
+
+        def write(self, arg):
+            if (
+                type(self) is not OneWriteResponse  # a subclass frames bodies its own way
+                or self.headers_sent
+                # HEAD, 204, 304: no body
+                or self._omits_body
+                or type(arg) is not bytes
+                # no Content-Length (chunked), or a body in pieces
+                or self.response_length != len(arg)
+            ):
+                return super().write(arg)
+            sock, self.sock = self.sock, _Head()
+            try:
+                self.send_headers()
+                head = self.sock.data
+            finally:
+                self.sock = sock
+            self.sent += len(arg)
+            data = head + arg
+            # One send() takes an answer this size whole. gevent's sendall() would first ask
+            # the kernel for the socket's buffer size, a system call, and set up a deadline.
+            sent = sock.send(data)
+            if sent < len(data):
+                sock.sendall(data[sent:])
+
+    OneWriteResponse.__qualname__ = OneWriteResponse.__name__
+    return OneWriteResponse
+
+
+# What a client can do about gunicorn's own refusals, which come before the app sees a request.
+GUNICORN_ERROR_DETAILS = {
+    414: "the request line is too long: ask for fewer or shorter articles per request",
+    431: "the request headers are too many or too long",
+}
+
+
+def json_errors(write_error):
+    """gunicorn's answers to a request it cannot read (a request line over its limit: 414,
+    headers over theirs: 431, a malformed request: 400) as the app's JSON `{error, detail}`
+    instead of an HTML page: the widget and API clients read JSON. Not a speed-up: the
+    API's promise that every error is JSON."""
+    from gunicorn import util
+
+    def write_json_error(sock, status_int, reason, mesg):
+        body = json.dumps(
+            {
+                "error": reason.lower().replace(" ", "_"),
+                "detail": GUNICORN_ERROR_DETAILS.get(status_int) or mesg or reason,
+            }
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\n"
+            "Connection: close\r\n"
+            "Content-Type: application/json\r\n"
+            "Cache-Control: no-store\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        util.write_nonblock(sock, head + body)
+
+    write_json_error.json_errors = True
+    write_json_error.__wrapped__ = write_error
+    return write_json_error
+
+
+# gevent -----------------------------------------------------------------------------------
+
+# libev's loop counts its passes; gevent's libuv loop does not (then the worker always yields
+# after a request: the stock behaviour of the fairness hook, a little more work).
+GEVENT_LOOP_CONTRACT = ("iteration",)
+
+
+def loop_passes(loop) -> int | None:
+    """How many passes gevent's event loop has made, or None when the loop does not say."""
+    return getattr(loop, "iteration", None)
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
