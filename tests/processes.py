@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from tests.conftest import NO_LIMITS, SECRET, Server
+from tests.servers import NO_LIMITS, SECRET, Server
 
 
 class ServerProcesses(Server):

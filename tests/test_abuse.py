@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
 from widget import config, create_app
 from widget.config import ConfigError
 from widget.embedded_redis import EmbeddedRedis, answers, socket_url

@@ -4,7 +4,7 @@ a desktop, before and after a reaction."""
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
-from tests.conftest import BROWSER_UA, admin_app
+from tests.servers import BROWSER_UA, admin_app
 
 PASSWORD = "accessible admin password"
 # Experimental in the axe-core this package bundles, so off unless asked for: WCAG 2.5.3,

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import admin_app
+from tests.servers import admin_app
 from widget import create_app
 from widget.cli import main
 from widget.store import (

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from tests.conftest import admin_app
+from tests.servers import admin_app
 
 PASSWORD = "browser admin password"
 

@@ -17,7 +17,7 @@ from redis._parsers import _RESP2Parser
 from redis._parsers.encoders import Encoder
 from redis.connection import HiredisRespSerializer, PythonRespSerializer
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
 from widget.embedded_redis import EmbeddedRedis
 from widget.live import await_confirmation, drain

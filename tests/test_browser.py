@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import BROWSER_UA, host_page, wait_until
+from tests.servers import BROWSER_UA, host_page, wait_until
 from widget.store import Site
 
 pytestmark = pytest.mark.usefixtures("redis_client")

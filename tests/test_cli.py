@@ -17,7 +17,7 @@ from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http import wsgi
 
-from tests.conftest import BROWSER_UA, Server, wait_until
+from tests.servers import BROWSER_UA, Server, wait_until
 from widget import config
 from widget.cli import GUNICORN_CONF, admin_password_note, main
 from widget.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url

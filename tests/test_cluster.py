@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.cluster import key_slot
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, LiveServer, Server, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, LiveServer, Server, wait_until
 from widget import create_app
 from widget.store import Site
 

@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from urllib.parse import urlsplit
 
-from tests.conftest import BROWSER_UA
+from tests.servers import BROWSER_UA
 from widget.reactions import DEFAULT_REACTIONS
 from widget.store import Store
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import BROWSER_UA
+from tests.servers import BROWSER_UA
 from widget.embed import EMBED_PATH
 
 SOURCE = EMBED_PATH.replace("embed.min.js", "embed.js")

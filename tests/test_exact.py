@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
 from widget.embedded_redis import EmbeddedRedis
 from widget.store import SELF_ORIGIN, Site

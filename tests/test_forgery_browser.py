@@ -6,7 +6,7 @@ import threading
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from tests.conftest import wait_until
+from tests.servers import wait_until
 
 ATTACK = """<!doctype html><title>attack</title>
 <form id="f" method="post" action="{api}" enctype="text/plain" target="sink">

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET
+from tests.servers import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET
 from widget import create_app
 from widget.store import Site
 

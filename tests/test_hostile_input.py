@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.conftest import BROWSER_UA, Server
+from tests.servers import BROWSER_UA, Server
 
 ORIGIN = "http://localhost"  # the test client's own origin: the demo site accepts it
 VOTE = {

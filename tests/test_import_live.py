@@ -1,8 +1,8 @@
 """An import (or an admin's reset) run outside the server is seen at once by every one of its
 processes and by every open bar, as a vote is."""
 
-from tests.conftest import wait_until
 from tests.processes import ServerProcesses
+from tests.servers import wait_until
 from widget.store import Site, Store, connect
 
 ORIGIN = "https://blog.example.com"

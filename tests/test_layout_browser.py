@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from tests.conftest import BROWSER_UA
+from tests.servers import BROWSER_UA
 from widget.reactions import DEFAULT_REACTIONS, Reaction
 from widget.store import SELF_ORIGIN, Site
 

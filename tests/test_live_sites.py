@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import NO_LIMITS, SECRET, wait_until
+from tests.servers import NO_LIMITS, SECRET, wait_until
 from widget import create_app
 from widget.reactions import Reaction
 from widget.store import Site

@@ -6,7 +6,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET
 from widget import create_app
 from widget.admin import FAILURE_WINDOW, MAX_FAILURES
 from widget.cli import main

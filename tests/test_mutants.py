@@ -36,7 +36,7 @@ from flask.sessions import NullSession
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET
 from widget import create_app, security
 from widget.reactions import (
     DEFAULT_REACTIONS,

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from tests.conftest import request_json, wait_until
 from tests.processes import ServerProcesses
+from tests.servers import request_json, wait_until
 from widget.embedded_redis import EmbeddedRedis
 from widget.store import connect
 

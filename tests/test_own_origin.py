@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET
 from widget import config, create_app
 
 READER = "reader-token-aaaaaaaaaaaa"

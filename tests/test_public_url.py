@@ -6,7 +6,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import admin_app
+from tests.servers import admin_app
 from widget import config
 from widget.cli import main
 from widget.store import Site

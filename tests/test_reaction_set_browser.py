@@ -6,8 +6,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import host_page, wait_until
 from tests.processes import ServerProcesses
+from tests.servers import host_page, wait_until
 from widget.store import Site, Store, connect
 
 PASSWORD = "reaction set admin password"

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import Server, wait_until
+from tests.servers import Server, wait_until
 from tests.test_cli import gunicorn_pids
 
 linux_only = pytest.mark.skipif(

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import BROWSER_UA, SECRET, wait_until
 from tests.processes import ServerProcesses
+from tests.servers import BROWSER_UA, SECRET, wait_until
 from widget import create_app
 
 

@@ -3,7 +3,7 @@ sees the counts change: the widget falls back to polling."""
 
 from __future__ import annotations
 
-from tests.conftest import NO_LIMITS, SECRET, LiveServer, host_page
+from tests.servers import NO_LIMITS, SECRET, LiveServer, host_page
 from tests.test_browser import wait_for_bar, wait_for_percents
 from widget import create_app
 
