@@ -57,6 +57,7 @@ SALT_SECONDS = 48 * 3600
 _DUE = float("-inf")
 
 log = logging.getLogger(__name__)
+_warned: dict[str, float] = {}
 
 
 def current_store() -> Store:
@@ -99,11 +100,13 @@ class Store:
     def _run(self, script, keys: list[str], args: list) -> object:
         """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
         (measured: see docs/benchmarks.md, "EVALSHA straight away"). After a Redis restart the
-        script is gone (NOSCRIPT, nothing ran), and the wrapper loads it and runs it."""
+        script is gone (NOSCRIPT, nothing ran): EVAL runs it and leaves it cached on the node
+        that holds the keys. Not the wrapper's SCRIPT LOAD: on a cluster that goes to every
+        master, so one master down would stop the sites of a restarted one."""
         try:
             return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            return script(keys=keys, args=args)
+            return self.client.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -174,7 +177,7 @@ class Store:
                         name: (read_at, BUILTIN_SITES.get(name))
                         for name in self._sites.keys() - fresh.keys()
                     }
-                self._sites = self._sites | fresh
+                self._sites.update(fresh)
         return sites
 
     def _refresh_later(self, name: str) -> None:
@@ -201,7 +204,7 @@ class Store:
                 raw = self._sites_read(self.client.hmget, SITES_KEY, names)
             except redis.RedisError as error:
                 # The held records stay due: the next lookup after RETRY_SECONDS tries again.
-                log.warning("site records: refresh failed (%s)", type(error).__name__)
+                _warn("site records: refresh failed", error)
                 with self._lock:
                     self._sites_refreshing = False
                 return
@@ -212,7 +215,7 @@ class Store:
         on its way, which may have read the old one)."""
         with self._lock:
             self._site_generation += 1
-            self._sites = self._sites | {name: (time.monotonic(), site)}
+            self._sites[name] = (time.monotonic(), site)
 
     def forget_sites(self, *names: str) -> None:
         """The records of these sites changed (a `site_channel` announcement): read them
@@ -230,13 +233,14 @@ class Store:
                 self._sites = {name: (_DUE, site) for name, (_, site) in self._sites.items()}
                 return
             held = [name for name in names if name in self._sites]
-            self._sites = self._sites | {name: (_DUE, self._sites[name][1]) for name in held}
+            for name in held:
+                self._sites[name] = (_DUE, self._sites[name][1])
         if not held:
             return  # read on its first lookup
         try:
             raw = self._sites_read(self.client.hmget, SITES_KEY, held)
         except redis.RedisError as error:
-            log.warning("site records: cannot read a changed record (%s)", type(error).__name__)
+            _warn("site records: cannot read a changed record", error)
             return
         self._keep_sites(generation, time.monotonic(), dict(zip(held, raw, strict=True)))
 
@@ -358,7 +362,7 @@ class Store:
 
     def reset_article(self, site: Site, article: str) -> int:
         keys, args = reset_arguments(site, article)
-        removed = int(self._reset(keys=keys, args=args))
+        removed = int(self._run(self._reset, keys, args))
         self._changed(site.name, article, None)
         return removed
 
@@ -367,7 +371,7 @@ class Store:
     ) -> int:
         """Make `counts` the article's imported starting counts; returns the change in total."""
         keys, args = import_arguments(site, article, counts, url, title, time.time())
-        change = int(self._import(keys=keys, args=args))
+        change = int(self._run(self._import, keys, args))
         self._changed(site.name, article, None)
         return change
 
@@ -598,7 +602,7 @@ class Store:
             self._hold_salt(following, self._read_salt(following, lifetime))
             self._salt_ahead = day
         except redis.RedisError as error:
-            log.warning("daily salt: cannot fetch the next day's (%s)", type(error).__name__)
+            _warn("daily salt: cannot fetch the next day's", error)
             self._salt_retry_at = time.monotonic() + RETRY_SECONDS
         finally:
             self._salt_fetching = False
@@ -612,6 +616,15 @@ def decode_counts(flat: str) -> dict[str, int]:
         return {}
     parts = flat.split(",")
     return dict(zip(parts[::2], map(int, parts[1::2]), strict=True))
+
+
+def _warn(message: str, error: Exception) -> None:
+    """One line per kind of failure and 10 s: a shard down for minutes must not flood (or
+    block on) the log."""
+    now = time.monotonic()
+    if now - _warned.get(message, float("-inf")) >= 10:
+        _warned[message] = now
+        log.warning("%s (%s)", message, type(error).__name__)
 
 
 def _site_record(name: str, raw: str | None) -> Site | None:
