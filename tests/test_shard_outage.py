@@ -196,8 +196,7 @@ def test_the_day_changes_while_the_new_days_salt_is_on_a_dead_master(
     cluster, sites, app, client, monkeypatch
 ):
     real_time = time.time
-    now = real_time()
-    clock = [now - now % 86400 + 12 * 3600]  # noon (UTC) today
+    clock = [real_time()]
     monkeypatch.setattr(time, "time", lambda: clock[0])
     tomorrow = utc_day(clock[0] + 86400)
     salt_port = cluster.master_of(salt_key(tomorrow))
@@ -207,7 +206,7 @@ def test_the_day_changes_while_the_new_days_salt_is_on_a_dead_master(
     wait_until(lambda: cluster.node(salt_port).exists(salt_key(tomorrow)))
     expires = cluster.node(salt_port).ttl(salt_key(tomorrow)) + real_time()
     with killed(cluster, salt_port):
-        clock[0] += 86400  # noon tomorrow
+        clock[0] += 86400  # this time tomorrow
         totals = [vote(client, name, n, "midnight").get_json()["total"] for n in (2, 3, 4)]
     assert totals == [2, 3, 4]
     # Tomorrow's salt lives until 48 h after tomorrow begins (give or take a second of the
@@ -244,3 +243,27 @@ def test_a_change_announced_while_the_records_master_is_dead_keeps_the_held_reco
         assert store.get_site(name) == held
         assert vote(client, name, 2, "announced").status_code == 200
         assert counts(client, name, "announced").get_json()["total"] == 2
+
+
+def test_a_process_that_served_one_site_knows_every_site(cluster, sites, app, client):
+    dead = cluster.master_of(SITES_KEY)
+    first, *others = [name for port, name in sites.items() if port != dead]
+    assert vote(client, first, 1, "preloaded").status_code == 200
+    with killed(cluster, dead):
+        # Never asked for before, yet known: the first lookup read every record.
+        for name in others:
+            assert vote(client, name, 1, "preloaded").status_code == 200
+        # An unknown site needs the records' master: a clear 503, not a wrong 403.
+        refused = vote(client, "nosuchsite", 1, "preloaded")
+        assert (refused.status_code, refused.get_json()["error"]) == (503, "store_unavailable")
+
+
+def test_a_master_that_lost_its_scripts_counts_while_another_master_is_down(
+    cluster, sites, app, client
+):
+    forgetful, dead = cluster.master_ports()[:2]
+    name = sites[forgetful]
+    assert vote(client, name, 1, "scripts").status_code == 200
+    cluster.node(forgetful).script_flush()  # as after its restart: EVALSHA answers NOSCRIPT
+    with killed(cluster, dead):
+        assert vote(client, name, 2, "scripts").get_json()["total"] == 2
