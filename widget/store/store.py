@@ -87,8 +87,10 @@ class Store:
     _sites_refreshing: bool = False
     _sites_retry_at: float = 0.0
     _site_generation: int = 0
+    # Held for moments only, never across a Redis call: the others are.
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    _secret_lock: threading.Lock = field(default_factory=threading.Lock)
     _keyed: tuple[str, hmac.HMAC | None] = ("", None)
 
     def __post_init__(self) -> None:
@@ -295,7 +297,7 @@ class Store:
 
     def server_secret(self) -> str:
         if not self.secret:
-            with self._lock:
+            with self._secret_lock:
                 if not self.secret:
                     # One secret for every worker and app server sharing this Redis.
                     self.client.set(SECRET_KEY, secrets.token_urlsafe(32), nx=True)
