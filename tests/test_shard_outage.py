@@ -267,3 +267,40 @@ def test_a_master_that_lost_its_scripts_counts_while_another_master_is_down(
     cluster.node(forgetful).script_flush()  # as after its restart: EVALSHA answers NOSCRIPT
     with killed(cluster, dead):
         assert vote(client, name, 2, "scripts").get_json()["total"] == 2
+
+
+def test_a_dead_records_master_is_asked_about_once_a_second_not_by_every_request(
+    cluster, sites, app, client, monkeypatch
+):
+    monkeypatch.setattr(store_module, "SITE_CACHE_SECONDS", 0.0)  # every record due, always
+    dead = cluster.master_of(SITES_KEY)
+    name = next(name for port, name in sites.items() if port != dead)
+    assert vote(client, name, 0, "asked").status_code == 200
+    store = app.extensions["reactions"]
+    reads = []
+    for command in ("hget", "hmget", "hgetall"):  # the reads of the records, counted
+        read = getattr(store.client, command)
+        monkeypatch.setattr(
+            store.client, command, lambda *args, read=read: reads.append(args) or read(*args)
+        )
+    with killed(cluster, dead):
+        started = time.monotonic()
+        statuses = {vote(client, name, number, "asked").status_code for number in range(1, 101)}
+        elapsed = time.monotonic() - started
+    assert statuses == {200}
+    assert 1 <= len(reads) <= 2 + elapsed / store_module.RETRY_SECONDS
+
+
+def test_a_record_changed_unannounced_is_read_again_in_the_background(
+    cluster, sites, app, monkeypatch
+):
+    """A process whose subscription is down hears of no change: its records are refreshed
+    once they are older than SITE_CACHE_SECONDS (here: at once)."""
+    monkeypatch.setattr(store_module, "SITE_CACHE_SECONDS", 0.0)
+    name = next(iter(sites.values()))
+    store = app.extensions["reactions"]  # its live listener is not running
+    assert store.get_site(name).origins == (origin(name),)
+    client = connect(cluster.url, 5.0)
+    Store(client).save_site(Site(name, ("https://renamed.example",)))
+    client.close()
+    wait_until(lambda: store.get_site(name).origins == ("https://renamed.example",))
