@@ -20,3 +20,12 @@ def last_days(days: int, now: float | None = None) -> list[str]:
     """The `days` UTC dates up to today, oldest first."""
     today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
     return [(today - timedelta(days=offset)).isoformat() for offset in range(days - 1, -1, -1)]
+
+
+def day_start(day: str) -> float:
+    """The unix time at which a UTC date (yyyy-mm-dd) begins."""
+    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+
+
+def next_utc_day(day: str) -> str:
+    return (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import redis
 from flask import current_app
 
+from .days import day_start, next_utc_day
 from .keys import (
     ADMIN_KEY,
     ADMIN_LOGINS_KEY,
@@ -44,7 +46,18 @@ from .scripts import (
     vote_arguments,
 )
 
+# A held site record is read again (in the background) once it is this old.
 SITE_CACHE_SECONDS = 5.0
+# After a failed read of the site records, or of tomorrow's salt, the next waits this long:
+# an unreachable shard is asked about once a second per process, not by every request.
+RETRY_SECONDS = 1.0
+# A day's salt lives until at least this long after its day starts (the privacy rule).
+SALT_SECONDS = 48 * 3600
+# The age of a record that a change announced, or a resubscription, made due for a refresh.
+_DUE = float("-inf")
+
+log = logging.getLogger(__name__)
+_warned: dict[str, float] = {}
 
 
 def current_store() -> Store:
@@ -63,9 +76,21 @@ class Store:
     # in-process caches are current at once (other processes learn it through pub/sub).
     on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
     _salts: dict[str, str] = field(default_factory=dict)
+    _salt_ahead: str = ""  # the day whose next day's salt is held
+    _salt_fetching: bool = False
+    _salt_retry_at: float = 0.0
+    # name -> (monotonic time it was read, record or None): every site this process has
+    # looked up, kept for the process's life and refreshed in the background.
     _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
+    _sites_loaded: bool = False
+    _sites_due: set[str] = field(default_factory=set)
+    _sites_refreshing: bool = False
+    _sites_retry_at: float = 0.0
     _site_generation: int = 0
+    # Held for moments only, never across a Redis call: the others are.
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    _secret_lock: threading.Lock = field(default_factory=threading.Lock)
     _keyed: tuple[str, hmac.HMAC | None] = ("", None)
 
     def __post_init__(self) -> None:
@@ -77,11 +102,13 @@ class Store:
     def _run(self, script, keys: list[str], args: list) -> object:
         """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
         (measured: see docs/benchmarks.md, "EVALSHA straight away"). After a Redis restart the
-        script is gone (NOSCRIPT, nothing ran), and the wrapper loads it and runs it."""
+        script is gone (NOSCRIPT, nothing ran): EVAL runs it and leaves it cached on the node
+        that holds the keys. Not the wrapper's SCRIPT LOAD: on a cluster that goes to every
+        master, so one master down would stop the sites of a restarted one."""
         try:
             return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
-            return script(keys=keys, args=args)
+            return self.client.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -89,33 +116,135 @@ class Store:
     # Sites -------------------------------------------------------------------------------
 
     def get_site(self, name: str) -> Site | None:
-        """The site's record, cached for a few seconds: every vote and read needs it.
+        """The site's record: every vote and read needs it, so each process keeps every
+        record it has looked up (None for an unknown site) and serves it from memory.
 
-        A saved record is announced on `site_channel`, and each server process's live
-        listener drops its cached copy then (`forget_sites`): the few seconds only bound how
-        long a process without a working subscription keeps an older record."""
-        now = time.monotonic()
-        cached = self._sites.get(name)
-        if cached and now - cached[0] < SITE_CACHE_SECONDS:
-            return cached[1]
-        generation = self._site_generation
-        raw = self.client.hget(SITES_KEY, name)
-        site = Site.from_json(name, raw) if raw else BUILTIN_SITES.get(name)
-        # Not kept if the record was announced changed while this read was on its way.
-        if generation == self._site_generation:
-            self._sites[name] = (now, site)
+        A record older than SITE_CACHE_SECONDS is read again in the background while the
+        held one is served: a request never waits on `rx:sites` (one shard of a cluster)
+        for a site the process already knows, and a slow or dead shard there stops only the
+        lookups of sites the process has never seen. The first lookup loads every record.
+        """
+        held = self._sites.get(name)
+        if held is None:
+            return self._read_site(name)
+        read_at, site = held
+        if time.monotonic() - read_at >= SITE_CACHE_SECONDS:
+            self._refresh_later(name)
         return site
 
-    def forget_sites(self, *names: str) -> None:
-        """Drop the cached records of these sites (of every site without names): the next
-        read asks Redis."""
+    def _read_site(self, name: str) -> Site | None:
+        """Reads a record the process does not hold yet, on the caller's time: all of them
+        at the first lookup (one HGETALL), so a new worker knows every site at once."""
+        if not self._sites_loaded:
+            with self._load_lock:
+                if not self._sites_loaded:
+                    generation = self._site_generation
+                    raw = self._sites_read(self.client.hgetall, SITES_KEY)
+                    sites = self._keep_sites(
+                        generation, time.monotonic(), raw | {name: raw.get(name)}, complete=True
+                    )
+                    self._sites_loaded = True
+                    return sites[name]
+        generation = self._site_generation
+        raw = self._sites_read(self.client.hget, SITES_KEY, name)
+        return self._keep_sites(generation, time.monotonic(), {name: raw})[name]
+
+    def _sites_read(self, command: Callable, *args: object):
+        """`command(*args)`, a read of `rx:sites`, unless one failed less than RETRY_SECONDS
+        ago: then a ConnectionError (a 503) at once, not a wait on a shard known to be down."""
+        if time.monotonic() < self._sites_retry_at:
+            raise redis.ConnectionError("the site records were unreachable a moment ago")
+        try:
+            return command(*args)
+        except redis.RedisError:
+            self._sites_retry_at = time.monotonic() + RETRY_SECONDS
+            raise
+
+    def _keep_sites(
+        self,
+        generation: int,
+        read_at: float,
+        raw: dict[str, str | None],
+        complete: bool = False,
+    ) -> dict[str, Site | None]:
+        """Holds the records read (`complete`: every stored record, so that held names
+        missing from it are unknown now) and returns them. Not held if a change was
+        announced while the read was on its way: those sites stay due for a refresh."""
+        sites = {name: _site_record(name, value) for name, value in raw.items()}
+        with self._lock:
+            if generation == self._site_generation:
+                fresh = {name: (read_at, site) for name, site in sites.items()}
+                if complete:
+                    fresh |= {
+                        name: (read_at, BUILTIN_SITES.get(name))
+                        for name in self._sites.keys() - fresh.keys()
+                    }
+                self._sites.update(fresh)
+        return sites
+
+    def _refresh_later(self, name: str) -> None:
+        """Queues the site for the background refresh, and starts it unless it runs (one
+        at a time: it reads every queued record in one HMGET) or a read failed just now."""
+        with self._lock:
+            self._sites_due.add(name)
+            if self._sites_refreshing or time.monotonic() < self._sites_retry_at:
+                return
+            self._sites_refreshing = True
+        threading.Thread(
+            target=self._refresh_sites, name="reactions-site-refresh", daemon=True
+        ).start()
+
+    def _refresh_sites(self) -> None:
+        while True:
+            with self._lock:
+                names, self._sites_due = sorted(self._sites_due), set()
+                generation = self._site_generation
+                if not names:
+                    self._sites_refreshing = False
+                    return
+            try:
+                raw = self._sites_read(self.client.hmget, SITES_KEY, names)
+            except redis.RedisError as error:
+                # The held records stay due: the next lookup after RETRY_SECONDS tries again.
+                _warn("site records: refresh failed", error)
+                with self._lock:
+                    self._sites_refreshing = False
+                return
+            self._keep_sites(generation, time.monotonic(), dict(zip(names, raw, strict=True)))
+
+    def _hold_site(self, name: str, site: Site | None) -> None:
+        """This process changed the record: hold the new one at once (and drop a refresh
+        on its way, which may have read the old one)."""
         with self._lock:
             self._site_generation += 1
-            if names:
-                for name in names:
-                    self._sites.pop(name, None)
-            else:
-                self._sites.clear()
+            self._sites[name] = (time.monotonic(), site)
+
+    def forget_sites(self, *names: str) -> None:
+        """The records of these sites changed (a `site_channel` announcement): read them
+        afresh now, on the caller's time (the live listener's), so the next request and
+        the streams' next event have the new record. If that read fails, the held record
+        is served and refreshed later.
+
+        Without names (the live listener resubscribed, maybe during a failover, and may
+        have missed announcements): every held record becomes due for a refresh in the
+        background; requests keep being served from memory."""
+        with self._lock:
+            self._site_generation += 1
+            generation = self._site_generation
+            if not names:
+                self._sites = {name: (_DUE, site) for name, (_, site) in self._sites.items()}
+                return
+            held = [name for name in names if name in self._sites]
+            for name in held:
+                self._sites[name] = (_DUE, self._sites[name][1])
+        if not held:
+            return  # read on its first lookup
+        try:
+            raw = self._sites_read(self.client.hmget, SITES_KEY, held)
+        except redis.RedisError as error:
+            _warn("site records: cannot read a changed record", error)
+            return
+        self._keep_sites(generation, time.monotonic(), dict(zip(held, raw, strict=True)))
 
     def save_site(self, site: Site) -> Site:
         """Store the record and announce it, so every server process reads it afresh."""
@@ -123,8 +252,9 @@ class Store:
             existing = self.client.hget(SITES_KEY, site.name)
             created = Site.from_json(site.name, existing).created if existing else time.time()
             site = replace(site, created=created)
-        self.client.hset(SITES_KEY, site.name, site.to_json())
-        self.forget_sites(site.name)
+        record = site.to_json()
+        self.client.hset(SITES_KEY, site.name, record)
+        self._hold_site(site.name, Site.from_json(site.name, record))
         self.client.publish(site_channel(site.name), "")
         return site
 
@@ -140,7 +270,7 @@ class Store:
 
     def remove_site(self, name: str) -> bool:
         removed = bool(self.client.hdel(SITES_KEY, name))
-        self.forget_sites(name)
+        self._hold_site(name, BUILTIN_SITES.get(name))
         self.client.publish(site_channel(name), "")
         return removed
 
@@ -167,7 +297,7 @@ class Store:
 
     def server_secret(self) -> str:
         if not self.secret:
-            with self._lock:
+            with self._secret_lock:
                 if not self.secret:
                     # One secret for every worker and app server sharing this Redis.
                     self.client.set(SECRET_KEY, secrets.token_urlsafe(32), nx=True)
@@ -234,7 +364,7 @@ class Store:
 
     def reset_article(self, site: Site, article: str) -> int:
         keys, args = reset_arguments(site, article)
-        removed = int(self._reset(keys=keys, args=args))
+        removed = int(self._run(self._reset, keys, args))
         self._changed(site.name, article, None)
         return removed
 
@@ -243,7 +373,7 @@ class Store:
     ) -> int:
         """Make `counts` the article's imported starting counts; returns the change in total."""
         keys, args = import_arguments(site, article, counts, url, title, time.time())
-        change = int(self._import(keys=keys, args=args))
+        change = int(self._run(self._import, keys, args))
         self._changed(site.name, article, None)
         return change
 
@@ -430,19 +560,54 @@ class Store:
         return sum(int(self.client.delete(key)) for key in keys)
 
     def daily_salt(self, day: str) -> str:
-        """A random salt per UTC day, gone after 48 h: yesterday's hashes cannot be linked.
+        """A random salt per UTC day, gone 48 h after its day starts: yesterday's hashes
+        cannot be linked.
 
-        Cached per process; every worker and app server reads the same salt from Redis.
-        """
+        Held per process; every worker and app server reads the same salt from Redis. The
+        next day's salt is created and read in the background as soon as a day's is held,
+        so midnight needs no Redis call on the request path, whatever shard holds the new
+        day's key."""
         salt = self._salts.get(day)
         if salt is None:
-            key = salt_key(day)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, secrets.token_hex(16), nx=True, ex=48 * 3600)
-            pipe.get(key)
-            salt = pipe.execute()[1]
-            self._salts = {day: salt}
+            salt = self._read_salt(day, SALT_SECONDS)
+            self._hold_salt(day, salt)
+        if self._salt_ahead != day:
+            self._fetch_next_salt(day)
         return salt
+
+    def _read_salt(self, day: str, lifetime: float) -> str:
+        key = salt_key(day)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(key, secrets.token_hex(16), nx=True, ex=max(1, int(lifetime)))
+        pipe.get(key)
+        return pipe.execute()[1]
+
+    def _hold_salt(self, day: str, salt: str) -> None:
+        with self._lock:
+            # Today's and tomorrow's, and yesterday's for requests that began before midnight.
+            self._salts = dict(sorted((self._salts | {day: salt}).items())[-3:])
+
+    def _fetch_next_salt(self, day: str) -> None:
+        with self._lock:
+            if self._salt_fetching or time.monotonic() < self._salt_retry_at:
+                return
+            self._salt_fetching = True
+        threading.Thread(
+            target=self._fetch_salt, args=(day,), name="reactions-salt", daemon=True
+        ).start()
+
+    def _fetch_salt(self, day: str) -> None:
+        following = next_utc_day(day)
+        try:
+            # Created up to a day ahead, it still lives until 48 h after its own day starts.
+            lifetime = day_start(following) + SALT_SECONDS - time.time()
+            self._hold_salt(following, self._read_salt(following, lifetime))
+            self._salt_ahead = day
+        except redis.RedisError as error:
+            _warn("daily salt: cannot fetch the next day's", error)
+            self._salt_retry_at = time.monotonic() + RETRY_SECONDS
+        finally:
+            self._salt_fetching = False
 
 
 def decode_counts(flat: str) -> dict[str, int]:
@@ -453,6 +618,19 @@ def decode_counts(flat: str) -> dict[str, int]:
         return {}
     parts = flat.split(",")
     return dict(zip(parts[::2], map(int, parts[1::2]), strict=True))
+
+
+def _warn(message: str, error: Exception) -> None:
+    """One line per kind of failure and 10 s: a shard down for minutes must not flood (or
+    block on) the log."""
+    now = time.monotonic()
+    if now - _warned.get(message, float("-inf")) >= 10:
+        _warned[message] = now
+        log.warning("%s (%s)", message, type(error).__name__)
+
+
+def _site_record(name: str, raw: str | None) -> Site | None:
+    return Site.from_json(name, raw) if raw else BUILTIN_SITES.get(name)
 
 
 def _as_counts(raw: dict[str, str]) -> dict[str, int]:
