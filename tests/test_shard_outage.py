@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.cluster import LocalCluster
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
 from widget import create_app
 from widget.store import SITE_CACHE_SECONDS, SITES_KEY, Site, Store, connect, salt_key, utc_day
 from widget.store import store as store_module
