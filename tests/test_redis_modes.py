@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections import Counter
@@ -140,6 +143,31 @@ def test_a_server_starts_on_a_cluster_whose_first_seed_is_dead(
     finally:
         code, output = server.stop()
     assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("redis+cluster://127.0.0.1:7000,127.0.0.1:seven", "'127.0.0.1:seven' is not a number"),
+        ("redis+cluster://:secret@", "no node"),
+        ("redis+cluster://127.0.0.1:7000,,127.0.0.1:7001", "an empty node"),
+        ("rediss+cluster://:7000", "':7000' has no host"),
+        ("redis+sentinel://sentinel:26379,sentinel:99999/reactions", "from 1 to 65535"),
+    ],
+)
+def test_a_malformed_list_of_nodes_stops_serve_with_a_clear_message(tmp_path, url, message):
+    environment = {**os.environ, "REDIS_URL": url, "REACTIONS_DATA_DIR": str(tmp_path)}
+    finished = subprocess.run(
+        [sys.executable, "-m", "widget.cli", "serve", "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert "Error: REDIS_URL must name its nodes as host:port" in finished.stderr
+    assert message in finished.stderr
+    assert "Traceback" not in finished.stderr + finished.stdout
 
 
 @pytest.mark.parametrize(
