@@ -4,6 +4,7 @@ cluster is reached through any of several seed nodes."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import threading
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import redis
@@ -20,7 +22,13 @@ from tests.cluster import LocalCluster, LocalSentinel
 from tests.conftest import BROWSER_UA, free_port
 from tests.processes import ServerProcesses
 from widget.store import MAX_CONNECTIONS, Store, connect
-from widget.store.connection import DeadlinePool, SentinelDeadlinePool, WaitingQueue, seed_nodes
+from widget.store.connection import (
+    SENTINEL_CONNECTIONS,
+    DeadlinePool,
+    SentinelDeadlinePool,
+    WaitingQueue,
+    seed_nodes,
+)
 
 # Concurrent client connections against one app server (one gevent worker), each sending
 # votes and counts GETs: far more calls at once than a pool holds connections to one node.
@@ -94,20 +102,59 @@ def load(server: ServerProcesses, article: str) -> Counter:
     return statuses
 
 
+def worker_connections(server: ServerProcesses) -> Counter:
+    """The open TCP connections of the server's one worker process, by the port they reach
+    (Linux's /proc: serve starts gunicorn, whose child is the worker)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    (gunicorn,) = children[server.process.pid]
+    (worker,) = children[gunicorn]
+    sockets = set()
+    for fd in Path(f"/proc/{worker}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            sockets.add(os.readlink(fd))
+    reached: Counter = Counter()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{worker}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            established = fields[3] == "01"
+            if established and f"socket:[{fields[9]}]" in sockets:
+                reached[int(fields[2].rpartition(":")[2], 16)] += 1
+    return reached
+
+
+def connection_limits(mode: str, setup) -> dict[int, int]:
+    """How many connections one process may hold to each port of the setup."""
+    if mode == "cluster":
+        return dict.fromkeys(setup.ports, MAX_CONNECTIONS)
+    return dict.fromkeys(setup.redis_ports, MAX_CONNECTIONS) | dict.fromkeys(
+        setup.sentinel_ports, SENTINEL_CONNECTIONS
+    )
+
+
 @pytest.mark.parametrize("mode", ["cluster", "sentinel"])
 def test_hundreds_of_concurrent_readers_wait_for_a_connection_instead_of_a_503(
     request, tmp_path, mode
 ):
-    url = request.getfixturevalue(mode).url
+    setup = request.getfixturevalue(mode)
     # A patient timeout: the machine's two cores are shared by this test's 400 clients and
     # the server; what is tested is that a full pool waits, not how long Redis takes.
-    server = ServerProcesses(tmp_path, url, workers=1, REACTIONS_REDIS_TIMEOUT="5").start()
+    server = ServerProcesses(tmp_path, setup.url, workers=1, REACTIONS_REDIS_TIMEOUT="5")
+    server.start()
     try:
         statuses = load(server, f"load-{mode}")
         assert statuses == Counter({200: 2 * CONCURRENT * ROUNDS})
         # Every vote counted, once (as stored: the server's live counts may lag a moment).
-        store = Store(connect(url, 5.0))
+        store = Store(connect(setup.url, 5.0))
         assert sum(store.counts("demo", f"load-{mode}").values()) == CONCURRENT * ROUNDS
+        # The worker held no more connections than the README says (its pub/sub one too).
+        limits = connection_limits(mode, setup)
+        held = worker_connections(server)
+        assert held and all(held[port] <= limits[port] for port in limits), held
+        assert set(held) <= set(limits), held
     finally:
         code, output = server.stop()
     assert code == 0, output
@@ -204,6 +251,10 @@ def test_the_master_of_a_sentinel_group_has_a_pool_that_waits(sentinel):
     assert isinstance(pool, SentinelDeadlinePool) and pool.queue_class is WaitingQueue
     assert (pool.max_connections, pool.timeout) == (MAX_CONNECTIONS, 0.25)
     assert client.ping() and pool.master_address == ("127.0.0.1", sentinel.master())
+    # A new connection to the master asks a sentinel first: a few connections each, waited for.
+    for asked in pool.sentinel_manager.sentinels:
+        assert isinstance(asked.connection_pool, redis.BlockingConnectionPool)
+        assert asked.connection_pool.max_connections == SENTINEL_CONNECTIONS
     client.close()
 
 

@@ -273,6 +273,8 @@ CONNECTIONS = {
     "rediss+cluster": BoundedSSLConnection,
     "redis+sentinel": BoundedSentinelConnection,
 }
+# Connections of a process to each sentinel, which it asks for the master's address.
+SENTINEL_CONNECTIONS = 4
 # A node of a `+cluster` or `+sentinel` URL without a port.
 DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
 
@@ -354,12 +356,27 @@ def sentinel_client(url: str, timeout: float, options: dict) -> redis.Redis:
     `SentinelDeadlinePool`."""
     parts = urlsplit(url)
     sentinel = Sentinel(
-        seed_nodes(url),
-        socket_timeout=timeout,
-        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-        password=parts.password,
-        ssl=parts.scheme.startswith("rediss"),
+        [], socket_timeout=timeout, password=parts.password, ssl=parts.scheme.startswith("rediss")
     )
+    # Each new connection to the master first asks a sentinel for its address. redis-py's
+    # own clients of the sentinels have non-blocking pools: a burst of new master
+    # connections asked the first sentinel as many times at once, and left as many idle
+    # connections to it (61 for 64 to the master, measured). Its answer is quick: a few
+    # connections, waited for, serve every ask. (Sentinel reads its `sentinels` list, and
+    # puts the one that answered first.)
+    sentinel.sentinels = [
+        redis.Redis(
+            connection_pool=redis.BlockingConnectionPool(
+                host=host,
+                port=port,
+                max_connections=SENTINEL_CONNECTIONS,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+        )
+        for host, port in seed_nodes(url)
+    ]
     return sentinel.master_for(
         parts.path.strip("/") or "mymaster",
         connection_pool_class=SentinelDeadlinePool,
