@@ -18,6 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -318,7 +319,17 @@ def _node(seed: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
-def cluster_client(url: str, timeout: float, options: dict) -> redis.RedisCluster:
+class ClusterClient(redis.RedisCluster):
+    """redis-py's cluster client, retrying a command or script as `retry_once` does for one
+    Redis: after a dropped connection (redis-py first asks the cluster for its slots again,
+    which finds a promoted replica), not after a timeout, when the node is stalled and a
+    retry would wait the timeout again (a call to a stalled master took twice the timeout).
+    Pipelines keep redis-py's rule, which they read from RedisCluster itself."""
+
+    ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)
+
+
+def cluster_client(url: str, timeout: float, options: dict) -> ClusterClient:
     """redis-py's cluster client, seeded from every node the URL names: it starts when any
     of them answers. Each node's pool is a `DeadlinePool`."""
     parts = urlsplit(url)
@@ -332,7 +343,7 @@ def cluster_client(url: str, timeout: float, options: dict) -> redis.RedisCluste
         ("redis", f"{userinfo}@{first}" if userinfo else first, parts.path, parts.query, "")
     )
     try:
-        return redis.RedisCluster(
+        return ClusterClient(
             url=seed,
             startup_nodes=[ClusterNode(name, number) for name, number in others],
             # Each node's pool, built from these options (redis-py passes its allowed
@@ -387,7 +398,7 @@ def sentinel_client(url: str, timeout: float, options: dict) -> redis.Redis:
     )
 
 
-def connect(url: str, timeout: float) -> redis.Redis | redis.RedisCluster:
+def connect(url: str, timeout: float) -> redis.Redis | ClusterClient:
     """A client whose calls fail fast when Redis is down, so a request gets a quick 503, and
     wait (within the same `timeout`) for a free connection when all are busy.
 
