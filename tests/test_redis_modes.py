@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from tests.cluster import LocalCluster, LocalSentinel
-from tests.conftest import BROWSER_UA, free_port
+from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, free_port
 from tests.processes import ServerProcesses
+from widget import create_app
 from widget.store import MAX_CONNECTIONS, Store, connect
 from widget.store.connection import (
     SENTINEL_CONNECTIONS,
@@ -278,3 +279,31 @@ def test_a_pool_that_stays_full_says_so_instead_of_blaming_redis(request, mode):
         for connection in held:
             pool.release(connection)
         client.close()
+
+
+def cast(client, vote: dict):
+    """A vote from the demo page of the test client's server."""
+    return client.post("/api/v1/reactions", json=vote, headers={"Origin": "http://localhost"})
+
+
+def test_a_cluster_with_no_node_left_answers_503_not_500(tmp_path):
+    cluster = LocalCluster(tmp_path).start()
+    app = create_app({"REDIS_URL": cluster.seeds_url, "REACTIONS_SECRET_KEY": SECRET} | NO_LIMITS)
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
+    vote = {"site": "demo", "article": "gone", "reader": "reader-of-a-dead-cluster"}
+    try:
+        assert cast(client, vote | {"reaction": "happy"}).status_code == 200
+        for port in cluster.ports:
+            cluster.kill(port)
+        answers = [
+            cast(client, vote | {"reaction": "sad"}),
+            client.get("/api/v1/reactions?site=demo&article=gone"),
+            client.get("/api/v1/reactions/batch?site=demo&article=gone&article=other"),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503
+            assert answer.get_json()["error"] == "store_unavailable"
+    finally:
+        app.extensions["reactions_live"].stop()
+        cluster.stop()
