@@ -209,9 +209,9 @@ class DeadlinePool(redis.BlockingConnectionPool):
     retry all share it. Otherwise, under a stall with every connection busy, a request would
     wait the timeout for a connection, then again for its reply, and again for the retry.
 
-    The pool of a single Redis, and of each node of a cluster (redis-py's cluster client
-    gives a connection retry of its own a fresh deadline, after it refreshed its map of the
-    cluster)."""
+    The pool of one Redis, of a Sentinel master, and of each node of a cluster. (After a
+    dropped connection, redis-py's cluster client asks the cluster for its slots again and
+    retries with a connection of the right node's pool: one more deadline.)"""
 
     def __init__(self, *args, queue_class: type[queue.Queue] = WaitingQueue, **kwargs):
         super().__init__(*args, queue_class=queue_class, **kwargs)
@@ -323,8 +323,9 @@ class ClusterClient(redis.RedisCluster):
     """redis-py's cluster client, retrying a command or script as `retry_once` does for one
     Redis: after a dropped connection (redis-py first asks the cluster for its slots again,
     which finds a promoted replica), not after a timeout, when the node is stalled and a
-    retry would wait the timeout again (a call to a stalled master took twice the timeout).
-    Pipelines keep redis-py's rule, which they read from RedisCluster itself."""
+    retry would wait the timeout again: a call to a stalled master took twice the timeout
+    (see docs/benchmarks.md, "Redis connections per process"). Pipelines keep redis-py's
+    rule, which they read from RedisCluster itself."""
 
     ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)
 
@@ -372,9 +373,10 @@ def sentinel_client(url: str, timeout: float, options: dict) -> redis.Redis:
     # Each new connection to the master first asks a sentinel for its address. redis-py's
     # own clients of the sentinels have non-blocking pools: a burst of new master
     # connections asked the first sentinel as many times at once, and left as many idle
-    # connections to it (61 for 64 to the master, measured). Its answer is quick: a few
-    # connections, waited for, serve every ask. (Sentinel reads its `sentinels` list, and
-    # puts the one that answered first.)
+    # connections to it (see docs/benchmarks.md, "Redis connections per process"). Its
+    # answer is quick: a few connections, waited for, serve every ask. (redis-py's Sentinel
+    # asks the clients of its `sentinels` list in order, and moves the one that answers to
+    # the front.)
     sentinel.sentinels = [
         redis.Redis(
             connection_pool=redis.BlockingConnectionPool(
