@@ -64,11 +64,11 @@ def load(server: ServerProcesses, article: str) -> Counter:
         seen = []
         try:
             start.wait()
-            for round in range(ROUNDS):
+            for turn in range(ROUNDS):
                 body = {
                     "site": "demo",
                     "article": article,
-                    "reader": f"reader-{number:04d}-{round}-under-load",
+                    "reader": f"reader-{number:04d}-{turn}-under-load",
                     "reaction": "happy",
                 }
                 connection.request(
@@ -281,7 +281,7 @@ def test_a_pool_that_stays_full_says_so_instead_of_blaming_redis(request, mode):
         client.close()
 
 
-def cast(client, vote: dict):
+def vote_on_the_demo_page(client, vote: dict):
     """A vote from the demo page of the test client's server."""
     return client.post("/api/v1/reactions", json=vote, headers={"Origin": "http://localhost"})
 
@@ -293,11 +293,11 @@ def test_a_cluster_with_no_node_left_answers_503_not_500(tmp_path):
     client.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
     vote = {"site": "demo", "article": "gone", "reader": "reader-of-a-dead-cluster"}
     try:
-        assert cast(client, vote | {"reaction": "happy"}).status_code == 200
+        assert vote_on_the_demo_page(client, vote | {"reaction": "happy"}).status_code == 200
         for port in cluster.ports:
             cluster.kill(port)
         answers = [
-            cast(client, vote | {"reaction": "sad"}),
+            vote_on_the_demo_page(client, vote | {"reaction": "sad"}),
             client.get("/api/v1/reactions?site=demo&article=gone"),
             client.get("/api/v1/reactions/batch?site=demo&article=gone&article=other"),
         ]
