@@ -192,7 +192,9 @@ class WaitingQueue(queue.LifoQueue):
     MaxConnectionsError (a ConnectionError): a busy pool, not a failed Redis. redis-py's
     cluster client takes any other ConnectionError for a dead node and refreshes its map of
     the cluster (the blocking pool's own "No connection available." is one), which, under a
-    burst, would send every waiting call to ask the cluster for its slots."""
+    burst, would send every waiting call to ask the cluster for its slots. (redis-py's
+    blocking pool waits with `get(block=True, timeout=…)` on its `queue_class` and turns
+    only queue.Empty into its own error.)"""
 
     def get(self, block: bool = True, timeout: float | None = None):
         try:
@@ -325,7 +327,8 @@ class ClusterClient(redis.RedisCluster):
     which finds a promoted replica), not after a timeout, when the node is stalled and a
     retry would wait the timeout again: a call to a stalled master took twice the timeout
     (see docs/benchmarks.md, "Redis connections per process"). Pipelines keep redis-py's
-    rule, which they read from RedisCluster itself."""
+    rule, which they read from RedisCluster itself. (`ERRORS_ALLOW_RETRY` is the class
+    attribute redis-py 8 reads, as `type(error) in …`, to decide.)"""
 
     ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)
 
@@ -347,8 +350,9 @@ def cluster_client(url: str, timeout: float, options: dict) -> ClusterClient:
         return ClusterClient(
             url=seed,
             startup_nodes=[ClusterNode(name, number) for name, number in others],
-            # Each node's pool, built from these options (redis-py passes its allowed
-            # connection keywords, `timeout` among them, to the pool class it is given).
+            # Each node's pool, built from these options: redis-py passes the keywords of
+            # its list of allowed ones (REDIS_ALLOWED_KEYS, `timeout` among them) to the
+            # pool class it is given (tests/test_redis_modes.py checks that they arrive).
             connection_pool_class=DeadlinePool,
             max_connections=MAX_CONNECTIONS,
             timeout=timeout,
