@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from .store.connection import seed_nodes
+
 DEFAULTS = {
     "REDIS_URL": "",
     "REACTIONS_DATA_DIR": "var",
@@ -114,6 +116,13 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
             f"REDIS_URL must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, "
             f"got {url!r}"
         )
+    if "+" in urlsplit(url).scheme:
+        try:
+            seed_nodes(url)
+        except ValueError as error:
+            raise ConfigError(
+                f"REDIS_URL must name its nodes as host:port[,host:port…]: {error}"
+            ) from None
     if settings["REACTIONS_APPENDFSYNC"] not in APPENDFSYNC_CHOICES:
         raise ConfigError(
             f"REACTIONS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_CHOICES)}, "

@@ -26,8 +26,11 @@ def register(app: Flask) -> None:
 
     last_warning = [0.0]
 
+    # redis-py's cluster client raises RedisClusterException, which is no RedisError, when no
+    # node of the cluster answers.
+    @app.errorhandler(redis.RedisClusterException)
     @app.errorhandler(redis.RedisError)
-    def store_unavailable(error: redis.RedisError):
+    def store_unavailable(error: redis.RedisError | redis.RedisClusterException):
         # One line per outage and per 10 s, not one per request: an outage under load must
         # not flood (or block on) the log.
         now = time.monotonic()

@@ -4,23 +4,27 @@ so that a call fails fast, within one deadline, with a redis-py error."""
 from __future__ import annotations
 
 import functools
+import queue
 import select
 import socket
 import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
-# Redis connections per process (per node on a cluster).
+# Redis connections of a process's pool: to its Redis, to the master a Sentinel group names,
+# or to each master of a cluster (a pool per node). A call waits for a free one.
 MAX_CONNECTIONS = 64
 
 
@@ -183,11 +187,36 @@ class BoundedConnection:
         return redis.ConnectionError(f"the Redis client failed: {type(error).__name__}: {error}")
 
 
+class WaitingQueue(queue.LifoQueue):
+    """The queue of free connections of a `DeadlinePool`. A wait that runs out raises
+    MaxConnectionsError (a ConnectionError): a busy pool, not a failed Redis. redis-py's
+    cluster client takes any other ConnectionError for a dead node and refreshes its map of
+    the cluster (the blocking pool's own "No connection available." is one), which, under a
+    burst, would send every waiting call to ask the cluster for its slots. (redis-py's
+    blocking pool waits with `get(block=True, timeout=…)` on its `queue_class` and turns
+    only queue.Empty into its own error.)"""
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        try:
+            return super().get(block, timeout)
+        except queue.Empty:
+            raise redis.MaxConnectionsError(
+                f"no free Redis connection within {timeout} s (all {self.maxsize} busy)"
+            ) from None
+
+
 class DeadlinePool(redis.BlockingConnectionPool):
     """A bounded pool whose `timeout` is the whole time of one call (a command, a script, a
     pipeline): the wait for a free connection, a reconnect, a health check, the reply and a
     retry all share it. Otherwise, under a stall with every connection busy, a request would
-    wait the timeout for a connection, then again for its reply, and again for the retry."""
+    wait the timeout for a connection, then again for its reply, and again for the retry.
+
+    The pool of one Redis, of a Sentinel master, and of each node of a cluster. (After a
+    dropped connection, redis-py's cluster client asks the cluster for its slots again and
+    retries with a connection of the right node's pool: one more deadline.)"""
+
+    def __init__(self, *args, queue_class: type[queue.Queue] = WaitingQueue, **kwargs):
+        super().__init__(*args, queue_class=queue_class, **kwargs)
 
     def get_connection(self, *args, **kwargs):
         _call_deadline.set(time.monotonic() + self.timeout)
@@ -200,6 +229,12 @@ class DeadlinePool(redis.BlockingConnectionPool):
     def release(self, connection):
         _call_deadline.set(None)
         super().release(connection)
+
+
+class SentinelDeadlinePool(SentinelConnectionPool, DeadlinePool):
+    """The pool of the master a Sentinel group names: redis-py's Sentinel pool (it asks the
+    sentinels for the master's address at each connect, and drops connections to a former
+    master when they come back) on a `DeadlinePool` instead of its non-blocking pool."""
 
 
 class QuickConnection(BoundedConnection, QuickReadinessCheck):
@@ -238,8 +273,13 @@ CONNECTIONS = {
     "unix": QuickCheckUnixConnection,
     "rediss": BoundedSSLConnection,
     "redis+cluster": QuickCheckConnection,
+    "rediss+cluster": BoundedSSLConnection,
     "redis+sentinel": BoundedSentinelConnection,
 }
+# Connections of a process to each sentinel, which it asks for the master's address.
+SENTINEL_CONNECTIONS = 4
+# A node of a `+cluster` or `+sentinel` URL without a port.
+DEFAULT_PORTS = {"cluster": 6379, "sentinel": 26379}
 
 
 def retry_once() -> Retry:
@@ -249,12 +289,129 @@ def retry_once() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    """A client whose calls fail fast when Redis is down, so a request gets a quick 503.
+def seed_nodes(url: str) -> list[tuple[str, int]]:
+    """The nodes a `redis+cluster://` URL (its seeds) or a `redis+sentinel://` URL (its
+    sentinels) names: `host[:port]` or `[IPv6 address][:port]`, separated by commas, after
+    an optional `user:password@`. ValueError says what is wrong with which node."""
+    parts = urlsplit(url)  # ValueError for unbalanced brackets
+    default_port = DEFAULT_PORTS[parts.scheme.rpartition("+")[2]]
+    nodes = parts.netloc.rpartition("@")[2]
+    if not nodes:
+        raise ValueError("no node: name at least one as host:port")
+    return [_node(seed.strip(), default_port) for seed in nodes.split(",")]
 
-    `redis://`, `rediss://` and `unix://` reach one Redis; `redis+cluster://host:port` a
-    Redis Cluster (redis-py's cluster client, seeded from that node);
-    `redis+sentinel://host:port[,host:port…]/service` the master a Sentinel group names.
+
+def _node(seed: str, default_port: int) -> tuple[str, int]:
+    if seed.startswith("["):
+        host, bracket, rest = seed[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"the node {seed!r} is not [IPv6 address]:port")
+        port = rest[1:] if rest else None
+    elif seed.count(":") > 1:
+        raise ValueError(f"the node {seed!r} needs brackets around its IPv6 address")
+    else:
+        host, colon, port = seed.partition(":")
+        port = port if colon else None
+    if not host:
+        raise ValueError(f"the node {seed!r} has no host" if seed else "an empty node in the list")
+    if port is None:
+        return host, default_port
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"the port of the node {seed!r} is not a number from 1 to 65535")
+    return host, int(port)
+
+
+class ClusterClient(redis.RedisCluster):
+    """redis-py's cluster client, retrying a command or script as `retry_once` does for one
+    Redis: after a dropped connection (redis-py first asks the cluster for its slots again,
+    which finds a promoted replica), not after a timeout, when the node is stalled and a
+    retry would wait the timeout again: a call to a stalled master took twice the timeout
+    (see docs/benchmarks.md, "Redis connections per process"). Pipelines keep redis-py's
+    rule, which they read from RedisCluster itself. (`ERRORS_ALLOW_RETRY` is the class
+    attribute redis-py 8 reads, as `type(error) in …`, to decide.)"""
+
+    ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)
+
+
+def cluster_client(url: str, timeout: float, options: dict) -> ClusterClient:
+    """redis-py's cluster client, seeded from every node the URL names: it starts when any
+    of them answers. Each node's pool is a `DeadlinePool`."""
+    parts = urlsplit(url)
+    (host, port), *others = seed_nodes(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    first = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # redis-py reads one node from a URL, the others come as startup nodes. Its URL parser
+    # would put its own TLS connection in place of ours for `rediss`: the connection class
+    # of the options says TLS.
+    seed = urlunsplit(
+        ("redis", f"{userinfo}@{first}" if userinfo else first, parts.path, parts.query, "")
+    )
+    try:
+        return ClusterClient(
+            url=seed,
+            startup_nodes=[ClusterNode(name, number) for name, number in others],
+            # Each node's pool, built from these options: redis-py passes the keywords of
+            # its list of allowed ones (REDIS_ALLOWED_KEYS, `timeout` among them) to the
+            # pool class it is given (tests/test_redis_modes.py checks that they arrive).
+            connection_pool_class=DeadlinePool,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
+            retry=retry_once(),
+            # With slots of a dead master uncovered, start anyway: the other shards serve
+            # their sites (the README's cluster-require-full-coverage no).
+            require_full_coverage=False,
+            **options,
+        )
+    except redis.RedisClusterException as error:
+        # Not a RedisError: say it as one, which callers answer as "Redis unreachable".
+        raise redis.ConnectionError(str(error)) from error
+
+
+def sentinel_client(url: str, timeout: float, options: dict) -> redis.Redis:
+    """A client of the master that the Sentinel group of the URL names, whose pool is a
+    `SentinelDeadlinePool`."""
+    parts = urlsplit(url)
+    sentinel = Sentinel(
+        [], socket_timeout=timeout, password=parts.password, ssl=parts.scheme.startswith("rediss")
+    )
+    # Each new connection to the master first asks a sentinel for its address. redis-py's
+    # own clients of the sentinels have non-blocking pools: a burst of new master
+    # connections asked the first sentinel as many times at once, and left as many idle
+    # connections to it (see docs/benchmarks.md, "Redis connections per process"). Its
+    # answer is quick: a few connections, waited for, serve every ask. (redis-py's Sentinel
+    # asks the clients of its `sentinels` list in order, and moves the one that answers to
+    # the front.)
+    sentinel.sentinels = [
+        redis.Redis(
+            connection_pool=redis.BlockingConnectionPool(
+                host=host,
+                port=port,
+                max_connections=SENTINEL_CONNECTIONS,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+        )
+        for host, port in seed_nodes(url)
+    ]
+    return sentinel.master_for(
+        parts.path.strip("/") or "mymaster",
+        connection_pool_class=SentinelDeadlinePool,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
+        retry=retry_once(),
+        **options,
+    )
+
+
+def connect(url: str, timeout: float) -> redis.Redis | ClusterClient:
+    """A client whose calls fail fast when Redis is down, so a request gets a quick 503, and
+    wait (within the same `timeout`) for a free connection when all are busy.
+
+    `redis://`, `rediss://` and `unix://` reach one Redis;
+    `redis+cluster://host:port[,host:port…]` a Redis Cluster, seeded from any of those
+    nodes that answers; `redis+sentinel://host:port[,host:port…]/service` the master a
+    Sentinel group names. ValueError for a malformed list of nodes.
     """
     options = {
         "decode_responses": True,
@@ -274,28 +431,10 @@ def connect(url: str, timeout: float) -> redis.Redis:
     scheme = urlsplit(url).scheme
     if scheme in CONNECTIONS:
         options["connection_class"] = CONNECTIONS[scheme]
-    if scheme in ("redis+cluster", "rediss+cluster"):
-        return redis.RedisCluster.from_url(
-            url.replace("+cluster", "", 1),
-            retry=retry_once(),
-            max_connections=MAX_CONNECTIONS,
-            **options,
-        )
-    if scheme in ("redis+sentinel", "rediss+sentinel"):
-        parts = urlsplit(url)
-        hosts = []
-        for host in parts.netloc.rsplit("@", 1)[-1].split(","):
-            name, _, port = host.rpartition(":")
-            hosts.append((name.strip("[]"), int(port or 26379)))
-        service = parts.path.strip("/") or "mymaster"
-        sentinel = Sentinel(
-            hosts,
-            socket_timeout=timeout,
-            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-            password=parts.password,
-            ssl=scheme.startswith("rediss"),
-        )
-        return sentinel.master_for(service, retry=retry_once(), **options)
+    if scheme.endswith("+cluster"):
+        return cluster_client(url, timeout, options)
+    if scheme.endswith("+sentinel"):
+        return sentinel_client(url, timeout, options)
     # A bounded pool: a burst of a thousand requests (or live streams opening) waits for one
     # of these connections, instead of opening a thousand at once and overflowing Redis's
     # accept backlog.
