@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from tests.cluster import LocalCluster, LocalSentinel
-from tests.conftest import BROWSER_UA, NO_LIMITS, SECRET, free_port
 from tests.processes import ServerProcesses
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, free_port
 from widget import create_app
 from widget.store import MAX_CONNECTIONS, Store, connect
 from widget.store.connection import (
