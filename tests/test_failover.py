@@ -41,6 +41,8 @@ STREAM_SECONDS = 2.0
 # Sites on the live shards may see failures for about a second in all, when their app
 # processes learn the new slot map; half a second more for a machine shared by two cores.
 OTHER_SHARDS_ERROR_SECONDS = 1.5
+# Seconds: the failover-timeout of the local Sentinel setup (tests/cluster.py).
+SENTINEL_FAILOVER_TIMEOUT = 10
 STREAMS_PER_SERVER = 4  # each server has two workers: a stream on each, most likely
 PASSWORD = "failover admin password"
 
@@ -264,11 +266,15 @@ def test_the_sentinel_master_dies_under_load(sentinel, sentinel_server):
         try:
             wait_until(
                 lambda: sentinel.node(replica).info("replication")["role"] == "master",
-                timeout=NODE_TIMEOUT / 1000 + 15,
+                timeout=NODE_TIMEOUT / 1000 + 2 * SENTINEL_FAILOVER_TIMEOUT + 5,
                 interval=0.05,
             )
             promoted = time.monotonic()
-            until = max(killed + RECOVERY_SECONDS, promoted + STREAM_SECONDS) + 0.5
+            # Sentinel's election may need a second round, a failover timeout later (the
+            # sentinels split their votes): then the app has as long after the promotion
+            # as after a first round's.
+            recovery = max(killed + RECOVERY_SECONDS, promoted + 2.0)
+            until = max(recovery, promoted + STREAM_SECONDS) + 0.5
             wait_until(lambda: len([v for v in load.votes if v.sent > until]) >= 10, 60)
         finally:
             running.close()
@@ -280,8 +286,9 @@ def test_the_sentinel_master_dies_under_load(sentinel, sentinel_server):
     assert load.acknowledged()[target] <= total <= load.sent()[target]
 
     back = recovered_at(load.votes, killed)
-    assert back is not None and back - killed <= RECOVERY_SECONDS, (
-        f"back {None if back is None else round(back - killed, 1)} s after the kill\n{logs}"
+    assert back is not None and back <= recovery, (
+        f"promoted {promoted - killed:.1f} s after the kill, votes back "
+        f"{'never' if back is None else round(back - killed, 1)} s after it\n{logs}"
     )
     late = late_streams(streams, promoted)
     assert not late, f"streams late after the promotion (s): {late}\n{logs}"
