@@ -102,14 +102,18 @@ def report(
     for group, votes in groups.items():
         if not votes:
             continue
-        failed = sum(1 for v in votes if not v.acknowledged)
+        failed = Counter(v.status or "no answer" for v in votes if not v.acknowledged)
         back = recovered_at(votes, killed)
-        when = (
-            "not again while measured" if back is None else f"{back - killed:.1f} s after the kill"
-        )
+        if not failed:
+            when = "the kill on (none failed)"
+        elif back is None:
+            when = "no time while measured"
+        else:
+            when = f"{back - killed:.1f} s after the kill"
+        statuses = ", ".join(f"{status}: {count}" for status, count in failed.most_common())
         print(
-            f"{group}: {failed} failed votes ({error_seconds(votes):.1f} s of errors); "
-            f"all succeed from {when}"
+            f"{group}: {sum(failed.values())} failed votes ({statuses or 'none'}; "
+            f"{error_seconds(votes):.1f} s of errors); all succeed from {when}"
         )
     for name in names:
         delivered = [s.delivered_after(promoted) for s in streams[name]]
