@@ -227,6 +227,15 @@ def sentinel_failover(options, base: Path) -> None:
             return (lambda: sentinel.kill(dead)), sentinel.node(replica), ["demo"]
 
         results = run([server], ["demo"], choose, options.after, options.clients)
+        # Back as a replica of the master every sentinel names.
+        wait_for(
+            lambda: all(
+                int(sentinel.node(p).sentinel_get_master_addr_by_name(sentinel.name)[1]) == replica
+                for p in sentinel.sentinel_ports
+            ),
+            30,
+            "every sentinel naming the new master",
+        )
         sentinel.restart(dead)
         report(*results, {"demo": sum(store.counts("demo", ARTICLE).values())})
     finally:

@@ -246,6 +246,14 @@ def sentinel_server(sentinel, tmp_path):
     assert code == 0, output
 
 
+def sentinels_name(sentinel, port: int) -> bool:
+    """Every sentinel names the Redis at `port` as the master."""
+    return all(
+        int(sentinel.node(p).sentinel_get_master_addr_by_name(sentinel.name)[1]) == port
+        for p in sentinel.sentinel_ports
+    )
+
+
 def test_the_sentinel_master_dies_under_load(sentinel, sentinel_server):
     target = ("demo", "sentinel")
     dead = sentinel.master()
@@ -278,6 +286,12 @@ def test_the_sentinel_master_dies_under_load(sentinel, sentinel_server):
             wait_until(lambda: len([v for v in load.votes if v.sent > until]) >= 10, 60)
         finally:
             running.close()
+            # Brought back as a replica of the master every sentinel names, not of one a
+            # sentinel that has not heard of the failover yet would name.
+            wait_until(
+                lambda: sentinels_name(sentinel, replica),
+                timeout=2 * SENTINEL_FAILOVER_TIMEOUT + 10,
+            )
             sentinel.restart(dead)
 
     logs = server_logs([sentinel_server])
