@@ -1,6 +1,6 @@
 """What one dead Redis master costs readers: votes and live streams, second by second.
 
-    .venv/bin/python bench/failover.py [--kill records|subscription|PORT] [--node-timeout 2000]
+    .venv/bin/python bench/failover.py [--kill records|subscription|PORT] [--idle-shard]
     .venv/bin/python bench/failover.py --sentinel [--node-timeout 2000]
 
 Starts a Redis Cluster of 3 masters and 3 replicas (cluster-require-full-coverage no) and two
@@ -9,11 +9,12 @@ master, and runs a steady vote load over those sites through both servers (disti
 each acknowledged vote adds one) while streams on both servers watch an article of a site on
 another shard than the one killed. Then it SIGKILLs a master: the one holding the site
 records (`records`), the one holding the workers' pattern subscription (`subscription`), or
-the node at PORT. It prints, per second from the kill, the votes that succeeded and failed
-for the killed shard's sites and for the others, and the counts events the streams of each
-server received; then when the replica took over, when each server's streams delivered again,
-and the totals (acknowledged against counted). `--sentinel`: 1 master, 1 replica and 3
-sentinels, one app server, the master killed. `--one-seed` seeds the servers with one node.
+the node at PORT; `--idle-shard` leaves the killed shard's sites out of the load. It prints,
+per second from the kill, the votes that succeeded and failed for the killed shard's sites
+and for the others, and the counts events the streams of each server received; then when
+the replica took over, when each server's streams delivered again, and the totals
+(acknowledged against counted). `--sentinel`: 1 master, 1 replica and 3 sentinels, one app
+server, the master killed. `--one-seed` seeds the servers with one node.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.processes import (  # noqa: E402
     error_seconds,
     pattern_subscription_masters,
     recovered_at,
+    send_vote,
     sites_on_every_master,
 )
 from widget import create_app  # noqa: E402
@@ -119,10 +121,13 @@ def report(
         delivered = [s.delivered_after(promoted) for s in streams[name]]
         seen = [at - promoted for at in delivered if at is not None]
         missing = len(delivered) - len(seen)
-        text = f"{max(seen):.1f} s after the promotion (first {min(seen):.1f} s)" if seen else ""
         if missing:
-            text += f"{'; ' if seen else ''}{missing} of {len(delivered)} streams never"
-        print(f"streams on {name}: the last delivered a new vote {text}")
+            text = f"{missing} of {len(delivered)} never delivered a new vote while measured"
+        else:
+            text = f"all delivered a new vote by {max(seen):.1f} s after the promotion"
+        if seen:
+            text += f" (the first {min(seen):.1f} s after it)"
+        print(f"streams on {name}: {text}")
 
     acknowledged, sent = load.acknowledged(), load.sent()
     print(f"\n{'site':>10} {'sent':>7} {'acknowledged':>12} {'counted':>8} {'lost':>5}")
@@ -136,17 +141,26 @@ def report(
     print(f"{'all':>10} {sum(sent.values()):>7} {all_acknowledged:>12} {sum(totals.values()):>8}")
 
 
-def run(servers, sites: list[str], choose, after: float, clients: int) -> tuple:
-    """Votes on every site; once they succeed (the workers listen by then), `choose()` names
-    the victim: (kill, the replica's node, the killed shard's sites). Streams on each server
-    watch a site of another shard (the only one, with Sentinel), two seconds of steady state
-    pass, `kill()`, and `after` seconds more. (load, dead sites, streams, killed, promoted)."""
-    load = VoteLoad([s.url for s in servers], [(n, ARTICLE) for n in sites], clients=clients)
+def run(servers, sites: list[str], choose, options) -> tuple:
+    """A vote on every site through every server (the workers listen by then); `choose()`
+    names the victim: (kill, the replica's node, the killed shard's sites). Then votes on
+    every site (`--idle-shard`: but the killed shard's), streams on each server watching a
+    site of another shard (the only one, with Sentinel), two seconds of steady state,
+    `kill()`, and `--after` seconds more. (load, dead sites, streams, killed, promoted)."""
+    for number, server in enumerate(servers):
+        for name in sites:
+            reader = f"warm-up-{number}-{name}-{time.monotonic_ns()}"
+            wait_for(
+                lambda u=server.url, n=name, r=reader: send_vote(u, n, "warm-up", r).acknowledged,
+                30,
+                f"a vote on {name}",
+            )
+    kill, replica, dead_sites = choose()
+    voted = [n for n in sites if not (options.idle_shard and n in dead_sites)]
+    load = VoteLoad([s.url for s in servers], [(n, ARTICLE) for n in voted], options.clients)
+    watched = next((n for n in sites if n not in dead_sites), sites[0])
     with contextlib.ExitStack() as running:
         running.enter_context(load)
-        wait_for(lambda: len(load.acknowledged()) == len(sites), 30, "votes on every site")
-        kill, replica, dead_sites = choose()
-        watched = next((n for n in sites if n not in dead_sites), sites[0])
         streams = {
             f"server {number}": [
                 running.enter_context(StreamWatch(server.url, watched, ARTICLE))
@@ -160,7 +174,7 @@ def run(servers, sites: list[str], choose, after: float, clients: int) -> tuple:
         kill()
         wait_for(lambda: is_master(replica), 60, "the replica's promotion")
         promoted = time.monotonic()
-        time.sleep(max(0.0, killed + after - time.monotonic()))
+        time.sleep(max(0.0, killed + options.after - time.monotonic()))
     return load, dead_sites, streams, killed, promoted
 
 
@@ -199,7 +213,7 @@ def cluster_failover(options, base: Path) -> None:
             dead_sites = [n for n in sites if cluster.master_of(n) == dead]
             return (lambda: cluster.kill(dead)), cluster.node(replica), dead_sites
 
-        results = run(servers, sites, choose, options.after, options.clients)
+        results = run(servers, sites, choose, options)
         cluster.restart(dead)
         report(*results, {n: sum(store.counts(n, ARTICLE).values()) for n in sites})
     finally:
@@ -226,7 +240,7 @@ def sentinel_failover(options, base: Path) -> None:
         def choose():
             return (lambda: sentinel.kill(dead)), sentinel.node(replica), ["demo"]
 
-        results = run([server], ["demo"], choose, options.after, options.clients)
+        results = run([server], ["demo"], choose, options)
         # Back as a replica of the master every sentinel names.
         wait_for(
             lambda: all(
@@ -253,6 +267,9 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=12.0, help="seconds measured after the kill")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--one-seed", action="store_true", help="seed the servers with one node")
+    parser.add_argument(
+        "--idle-shard", action="store_true", help="no votes on the killed shard's sites"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as base:
         if options.sentinel:
