@@ -45,6 +45,10 @@ STREAM_RETRY_AFTER_SECONDS = 30
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
+# How long a new stream waits for a subscription being made, before it is refused.
+STREAM_WAIT_SECONDS = 1.0
+# In a stream's inbox: the subscription was lost, the stream ends.
+END_OF_STREAM = None
 MAX_CACHED_ARTICLES = 50_000
 
 
@@ -181,10 +185,7 @@ class Hub:
                     # batches. Caches and streams are at most this much later.
                     time.sleep(LISTEN_BATCH_SECONDS)
             except (redis.RedisError, OSError) as error:
-                self.connected.clear()
-                with self._lock:
-                    self._counts.clear()  # changes may be missed while disconnected
-                    self._generation += 1
+                self._lost()
                 if self._stopped.is_set():
                     return
                 log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
@@ -195,6 +196,18 @@ class Hub:
                     with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
         self.connected.clear()  # stopped: it may have been set again while stopping
+
+    def _lost(self) -> None:
+        """The subscription is gone: messages may be missed from now on. Reads go to Redis,
+        and every open stream ends, so that its browser reconnects (to a process that
+        listens, or is told to poll) instead of waiting on a stream that hears nothing."""
+        self.connected.clear()
+        with self._lock:
+            self._counts.clear()
+            self._generation += 1
+            inboxes = [inbox for inboxes in self.streams.values() for inbox in inboxes]
+        for inbox in inboxes:
+            inbox.put(END_OF_STREAM)
 
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
@@ -380,7 +393,11 @@ def stream():
         inbox = hub.open(site.name, article, stream_client(client_address(request)))
     except TooManyStreams as error:
         return too_many_streams(error.scope)
-    hub.connected.wait(timeout=1.0)
+    # Without a subscription the stream would hear nothing: the widget is told to back off
+    # and poll. A subscription being made (a new worker's, or after a lost node) is waited for.
+    if not hub.connected.wait(timeout=STREAM_WAIT_SECONDS):
+        hub.close(site.name, article, inbox)
+        return live_unavailable()
     try:
         (counts,) = hub.counts_many(site.name, [article])
     except redis.RedisError:
@@ -394,9 +411,13 @@ def stream():
             ends = time.monotonic() + STREAM_SECONDS
             while time.monotonic() < ends:
                 try:
-                    yield inbox.get(timeout=HEARTBEAT_SECONDS)
+                    event = inbox.get(timeout=HEARTBEAT_SECONDS)
                 except queue.Empty:
                     yield ": heartbeat\n\n"
+                    continue
+                if event is END_OF_STREAM:
+                    return
+                yield event
         finally:
             hub.close(site.name, article, inbox)
 
@@ -430,5 +451,16 @@ def too_many_streams(scope: str) -> Response:
         detail = "this server has as many live streams open as it may; poll the counts"
     response = error_response(429, "too_many_streams", detail)
     response.headers["Retry-After"] = str(STREAM_RETRY_AFTER_SECONDS)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def live_unavailable() -> Response:
+    """503 while this process has no pub/sub subscription: the widget, whose stream fails,
+    retries later and then polls the counts, which keep working."""
+    response = error_response(
+        503, "live_unavailable", "live updates are unavailable right now; poll the counts"
+    )
+    response.headers["Retry-After"] = str(current_app.config["REACTIONS_RETRY_AFTER"])
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
