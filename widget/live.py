@@ -4,14 +4,15 @@ Each worker process holds ONE Redis pub/sub connection (a pattern subscription t
 article channel) and fans each message out to the streams open in that process, so a
 thousand viewers cost a thousand idle sockets, not a thousand Redis connections. The same
 subscription hears a site's record change (`site_channel`): the process drops its cached
-record and sends each open stream of that site its counts with the new reaction set. Under
-gunicorn's gevent worker the listener and the streams are greenlets; under threads they are
+record and sends each open stream of that site its counts with the new reaction set. On a
+Redis Cluster the subscription may be on any node (`store.subscription`); when it is lost,
+the process's streams end and new ones are refused until it is made again. Under gunicorn's
+gevent worker the listener and the streams are greenlets; under threads they are
 threads: the code only uses `threading` and `queue`, which gevent patches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import logging
@@ -29,6 +30,8 @@ from .errors import error_response
 from .reactions import normalize_article
 from .security import client_address
 from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
+from .store.subscription import Subscriber
+from .store.subscription import await_confirmation as await_confirmation  # this module's before
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -45,6 +48,11 @@ STREAM_RETRY_AFTER_SECONDS = 30
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
+# Retries while no Redis node takes the subscription: from this, doubling, up to the last;
+# a subscription that held this long is made again at once after its loss.
+FIRST_RETRY_SECONDS = 0.05
+LAST_RETRY_SECONDS = 1.0
+STEADY_SECONDS = 1.0
 # How long a new stream waits for a subscription being made, before it is refused.
 STREAM_WAIT_SECONDS = 1.0
 # In a stream's inbox: the subscription was lost, the stream ends.
@@ -154,48 +162,59 @@ class Hub:
             threading.Thread(target=self._flush, name="reactions-live-fanout", daemon=True).start()
 
     def _listen(self) -> None:
-        delay = 0.1
+        subscriber = Subscriber(self.store.client)
+        delay = 0.0
+        lost_at: float | None = None
         while not self._stopped.is_set():
             pubsub = None
+            confirmed: float | None = None
             try:
-                pubsub = self.store.client.pubsub()
-                pubsub.psubscribe(channel_pattern())
-                # Counts may be cached only once Redis has the subscription: a vote whose
-                # message went out before it would leave older counts in the cache until the
-                # article's next vote.
-                await_confirmation(pubsub, "psubscribe", SUBSCRIBE_SECONDS)
+                pubsub = subscriber.subscribe(channel_pattern(), SUBSCRIBE_SECONDS)
+                confirmed = time.monotonic()
                 # Site records cached before (or while the subscription was down) may have
                 # changed unannounced; from now on every change is heard.
                 self.store.forget_sites()
                 self.connected.set()
-                delay = 0.1
-                while not self._stopped.is_set():
-                    message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
-                    newest: dict[str, str] = {}
-                    if message is not None:
-                        if message["type"] == "pmessage":
-                            newest[message["channel"]] = message["data"]
-                        elif message["type"] == "psubscribe":
-                            raise resubscribed()
-                        drain(pubsub, newest)
-                    for name, data in newest.items():
-                        self._dispatch(name, data)
-                    # Every vote's message reaches every worker, and waking up for each one
-                    # costs a worker about as much as the message itself: take them in
-                    # batches. Caches and streams are at most this much later.
-                    time.sleep(LISTEN_BATCH_SECONDS)
+                if lost_at is not None:
+                    log.warning("live updates: subscribed again after %.1f s", confirmed - lost_at)
+                    lost_at = None
+                self._hear(pubsub)
             except (redis.RedisError, OSError) as error:
                 self._lost()
                 if self._stopped.is_set():
                     return
-                log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                # After a subscription that held, straight to another node; while none takes
+                # it (or it keeps dropping at once), a short backoff.
+                if confirmed is not None and time.monotonic() - confirmed >= STEADY_SECONDS:
+                    delay = 0.0
+                else:
+                    delay = min(max(delay * 2, FIRST_RETRY_SECONDS), LAST_RETRY_SECONDS)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
             finally:
-                if pubsub is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        pubsub.close()
+                subscriber.close(pubsub)
         self.connected.clear()  # stopped: it may have been set again while stopping
+
+    def _hear(self, pubsub: redis.client.PubSub) -> None:
+        """Dispatches messages until the subscription is lost (raises a RedisError) or the
+        hub stops."""
+        while not self._stopped.is_set():
+            message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+            newest: dict[str, str] = {}
+            if message is not None:
+                if message["type"] == "pmessage":
+                    newest[message["channel"]] = message["data"]
+                elif message["type"] == "psubscribe":
+                    raise resubscribed()
+                drain(pubsub, newest)
+            for name, data in newest.items():
+                self._dispatch(name, data)
+            # Every vote's message reaches every worker, and waking up for each one
+            # costs a worker about as much as the message itself: take them in
+            # batches. Caches and streams are at most this much later.
+            time.sleep(LISTEN_BATCH_SECONDS)
 
     def _lost(self) -> None:
         """The subscription is gone: messages may be missed from now on. Reads go to Redis,
@@ -367,16 +386,6 @@ def resubscribed() -> redis.ConnectionError:
     published meanwhile are lost. The listener then starts over as after any lost connection,
     dropping the counts it holds."""
     return redis.ConnectionError("the pub/sub connection was lost and made again")
-
-
-def await_confirmation(pubsub: redis.client.PubSub, kind: str, timeout: float) -> None:
-    """Reads until Redis confirms a (p)subscribe; raises redis.TimeoutError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        message = pubsub.get_message(timeout=remaining)
-        if message is not None and message["type"] == kind:
-            return
-    raise redis.TimeoutError(f"Redis did not confirm the {kind} within {timeout} s")
 
 
 def current_hub() -> Hub:
