@@ -48,6 +48,8 @@ STREAM_RETRY_AFTER_SECONDS = 30
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
+# A subscription that has heard nothing this long is asked a PING (see Hub._hear).
+IDLE_PING_SECONDS = 3.0
 # Retries while no Redis node takes the subscription: from this, doubling, up to the last;
 # a subscription that held this long is made again at once after its loss.
 FIRST_RETRY_SECONDS = 0.05
@@ -199,11 +201,24 @@ class Hub:
 
     def _hear(self, pubsub: redis.client.PubSub) -> None:
         """Dispatches messages until the subscription is lost (raises a RedisError) or the
-        hub stops."""
+        hub stops. A subscription that hears nothing for a while is asked a PING: a stalled
+        Redis (or a node cut off) that does not answer within the Redis timeout counts as
+        lost, where the socket alone would never tell."""
+        patience = pubsub.connection.socket_timeout or SUBSCRIBE_SECONDS
+        heard = time.monotonic()
+        pinged: float | None = None
         while not self._stopped.is_set():
-            message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+            now = time.monotonic()
+            if pinged is None and now - heard >= IDLE_PING_SECONDS:
+                pubsub.ping()
+                pinged = now
+            if pinged is not None and now - pinged >= patience:
+                raise redis.TimeoutError(f"no answer to a PING within {patience} s")
+            wait = heard + IDLE_PING_SECONDS - now if pinged is None else pinged + patience - now
+            message = pubsub.get_message(timeout=max(wait, 0.0))
             newest: dict[str, str] = {}
             if message is not None:
+                heard, pinged = time.monotonic(), None
                 if message["type"] == "pmessage":
                     newest[message["channel"]] = message["data"]
                 elif message["type"] == "psubscribe":
