@@ -18,6 +18,7 @@ import pytest
 from tests.cluster import LocalCluster, LocalSentinel
 from tests.conftest import SECRET, LiveServer, request_json, wait_until
 from tests.processes import ServerProcesses
+from tests.test_browser import wait_for_bar, wait_for_percents
 from widget import create_app
 from widget.live import IDLE_PING_SECONDS
 from widget.store import SITES_KEY, Site, Store, connect, salt_key, utc_day
@@ -328,3 +329,28 @@ def test_on_sentinel_streams_follow_the_master_the_sentinels_name(tmp_path):
 
 def replicas_known(sentinel: LocalSentinel, port: int) -> bool:
     return len(sentinel.node(port).sentinel_slaves(sentinel.name)) == len(sentinel.redis_ports) - 1
+
+
+def test_a_vote_made_while_the_subscription_was_lost_reaches_an_open_page(
+    page, app, live_server, store, redis_client, listener_gate
+):
+    """A reader has the demo page open. The worker's subscription is lost, and another reader
+    votes before the worker can subscribe again, so no message brings the vote: the page's
+    stream ends, the widget opens it again a second later, and the bar shows the vote
+    without a reload."""
+    hub = app.extensions["reactions_live"]
+    with page.expect_request("**/api/v1/stream?*") as opened:
+        page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    article = urllib.parse.parse_qs(urllib.parse.urlsplit(opened.value.url).query)["article"][0]
+    wait_until(hub.connected.is_set)
+
+    listener_gate.clear()
+    with page.expect_request("**/api/v1/stream?*"):  # the widget's stream again
+        assert redis_client.client_kill_filter(_type="pubsub") >= 1
+        wait_until(lambda: not hub.connected.is_set())
+        demo = store.get_site("demo")
+        store.set_reaction(demo, article, store.reader_hash("demo", "another-reader-token"), "sad")
+        listener_gate.set()
+    wait_for_percents(page, ["0%", "100%", "0%", "0%", "0%", "0%"])
+    assert not page.errors
