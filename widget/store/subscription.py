@@ -79,7 +79,9 @@ class Subscriber:
         cluster is ok, fewest pattern subscribers first (a tie goes by process id, so the
         workers of one server spread), then those that did not answer, then `lost`."""
         known = self._known or self._nodes_of_client()
-        states = self._ask(known)
+        # Not the lost node: it is tried last anyway, and a stalled one would hold up the
+        # answer of the others by a Redis timeout.
+        states = self._ask([address for address in known if address != lost])
         listed = {address for state in states.values() if state for address in state.nodes}
         if listed:  # as the nodes that answered see the cluster: one added since is tried too
             known = self._known = sorted(listed)
