@@ -235,11 +235,15 @@ class Hub:
         """The subscription is gone: messages may be missed from now on. Reads go to Redis,
         and every open stream ends, so that its browser reconnects (to a process that
         listens, or is told to poll) instead of waiting on a stream that hears nothing."""
+        was_connected = self.connected.is_set()
         self.connected.clear()
         with self._lock:
             self._counts.clear()
             self._generation += 1
-            inboxes = [inbox for inboxes in self.streams.values() for inbox in inboxes]
+            # After a failed attempt to subscribe, the open streams are those waiting for
+            # the next one (the others ended when it was lost): they may go on then.
+            ending = self.streams.values() if was_connected else ()
+            inboxes = [inbox for inboxes in ending for inbox in inboxes]
         for inbox in inboxes:
             inbox.put(END_OF_STREAM)
 
