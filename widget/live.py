@@ -4,14 +4,15 @@ Each worker process holds ONE Redis pub/sub connection (a pattern subscription t
 article channel) and fans each message out to the streams open in that process, so a
 thousand viewers cost a thousand idle sockets, not a thousand Redis connections. The same
 subscription hears a site's record change (`site_channel`): the process drops its cached
-record and sends each open stream of that site its counts with the new reaction set. Under
-gunicorn's gevent worker the listener and the streams are greenlets; under threads they are
+record and sends each open stream of that site its counts with the new reaction set. On a
+Redis Cluster the subscription may be on any node (`store.subscription`); when it is lost,
+the process's streams end and new ones are refused until it is made again. Under gunicorn's
+gevent worker the listener and the streams are greenlets; under threads they are
 threads: the code only uses `threading` and `queue`, which gevent patches.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import logging
@@ -29,6 +30,8 @@ from .errors import error_response
 from .reactions import normalize_article
 from .security import client_address
 from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
+from .store.subscription import Subscriber
+from .store.subscription import await_confirmation as await_confirmation  # this module's before
 
 bp = Blueprint("live", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -45,6 +48,17 @@ STREAM_RETRY_AFTER_SECONDS = 30
 COALESCE_SECONDS = 0.05
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
+# A subscription that has heard nothing this long is asked a PING (see Hub._hear).
+IDLE_PING_SECONDS = 3.0
+# Retries while no Redis node takes the subscription: from this, doubling, up to the last;
+# a subscription that held this long is made again at once after its loss.
+FIRST_RETRY_SECONDS = 0.05
+LAST_RETRY_SECONDS = 1.0
+STEADY_SECONDS = 1.0
+# How long a new stream waits for a subscription being made, before it is refused.
+STREAM_WAIT_SECONDS = 1.0
+# In a stream's inbox: the subscription was lost, the stream ends.
+END_OF_STREAM = None
 MAX_CACHED_ARTICLES = 50_000
 
 
@@ -150,51 +164,88 @@ class Hub:
             threading.Thread(target=self._flush, name="reactions-live-fanout", daemon=True).start()
 
     def _listen(self) -> None:
-        delay = 0.1
+        subscriber = Subscriber(self.store.client)
+        delay = 0.0
+        lost_at: float | None = None
         while not self._stopped.is_set():
             pubsub = None
+            confirmed: float | None = None
             try:
-                pubsub = self.store.client.pubsub()
-                pubsub.psubscribe(channel_pattern())
-                # Counts may be cached only once Redis has the subscription: a vote whose
-                # message went out before it would leave older counts in the cache until the
-                # article's next vote.
-                await_confirmation(pubsub, "psubscribe", SUBSCRIBE_SECONDS)
+                pubsub = subscriber.subscribe(channel_pattern(), SUBSCRIBE_SECONDS)
+                confirmed = time.monotonic()
                 # Site records cached before (or while the subscription was down) may have
                 # changed unannounced; from now on every change is heard.
                 self.store.forget_sites()
                 self.connected.set()
-                delay = 0.1
-                while not self._stopped.is_set():
-                    message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
-                    newest: dict[str, str] = {}
-                    if message is not None:
-                        if message["type"] == "pmessage":
-                            newest[message["channel"]] = message["data"]
-                        elif message["type"] == "psubscribe":
-                            raise resubscribed()
-                        drain(pubsub, newest)
-                    for name, data in newest.items():
-                        self._dispatch(name, data)
-                    # Every vote's message reaches every worker, and waking up for each one
-                    # costs a worker about as much as the message itself: take them in
-                    # batches. Caches and streams are at most this much later.
-                    time.sleep(LISTEN_BATCH_SECONDS)
+                if lost_at is not None:
+                    log.warning("live updates: subscribed again after %.1f s", confirmed - lost_at)
+                    lost_at = None
+                self._hear(pubsub)
             except (redis.RedisError, OSError) as error:
-                self.connected.clear()
-                with self._lock:
-                    self._counts.clear()  # changes may be missed while disconnected
-                    self._generation += 1
+                self._lost()
                 if self._stopped.is_set():
                     return
-                log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                # After a subscription that held, straight to another node; while none takes
+                # it (or it keeps dropping at once), a short backoff.
+                if confirmed is not None and time.monotonic() - confirmed >= STEADY_SECONDS:
+                    delay = 0.0
+                else:
+                    delay = min(max(delay * 2, FIRST_RETRY_SECONDS), LAST_RETRY_SECONDS)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
             finally:
-                if pubsub is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        pubsub.close()
+                subscriber.close(pubsub)
         self.connected.clear()  # stopped: it may have been set again while stopping
+
+    def _hear(self, pubsub: redis.client.PubSub) -> None:
+        """Dispatches messages until the subscription is lost (raises a RedisError) or the
+        hub stops. A subscription that hears nothing for a while is asked a PING: a stalled
+        Redis (or a node cut off) that does not answer within the Redis timeout counts as
+        lost, where the socket alone would never tell."""
+        patience = pubsub.connection.socket_timeout or SUBSCRIBE_SECONDS
+        heard = time.monotonic()
+        pinged: float | None = None
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            if pinged is None and now - heard >= IDLE_PING_SECONDS:
+                pubsub.ping()
+                pinged = now
+            if pinged is not None and now - pinged >= patience:
+                raise redis.TimeoutError(f"no answer to a PING within {patience} s")
+            wait = heard + IDLE_PING_SECONDS - now if pinged is None else pinged + patience - now
+            message = pubsub.get_message(timeout=max(wait, 0.0))
+            newest: dict[str, str] = {}
+            if message is not None:
+                heard, pinged = time.monotonic(), None
+                if message["type"] == "pmessage":
+                    newest[message["channel"]] = message["data"]
+                elif message["type"] == "psubscribe":
+                    raise resubscribed()
+                drain(pubsub, newest)
+            for name, data in newest.items():
+                self._dispatch(name, data)
+            # Every vote's message reaches every worker, and waking up for each one
+            # costs a worker about as much as the message itself: take them in
+            # batches. Caches and streams are at most this much later.
+            time.sleep(LISTEN_BATCH_SECONDS)
+
+    def _lost(self) -> None:
+        """The subscription is gone: messages may be missed from now on. Reads go to Redis,
+        and every open stream ends, so that its browser reconnects (to a process that
+        listens, or is told to poll) instead of waiting on a stream that hears nothing."""
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        with self._lock:
+            self._counts.clear()
+            self._generation += 1
+            # After a failed attempt to subscribe, the open streams are those waiting for
+            # the next one (the others ended when it was lost): they may go on then.
+            ending = self.streams.values() if was_connected else ()
+            inboxes = [inbox for inboxes in ending for inbox in inboxes]
+        for inbox in inboxes:
+            inbox.put(END_OF_STREAM)
 
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
@@ -356,16 +407,6 @@ def resubscribed() -> redis.ConnectionError:
     return redis.ConnectionError("the pub/sub connection was lost and made again")
 
 
-def await_confirmation(pubsub: redis.client.PubSub, kind: str, timeout: float) -> None:
-    """Reads until Redis confirms a (p)subscribe; raises redis.TimeoutError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        message = pubsub.get_message(timeout=remaining)
-        if message is not None and message["type"] == kind:
-            return
-    raise redis.TimeoutError(f"Redis did not confirm the {kind} within {timeout} s")
-
-
 def current_hub() -> Hub:
     return current_app.extensions["reactions_live"]
 
@@ -380,7 +421,11 @@ def stream():
         inbox = hub.open(site.name, article, stream_client(client_address(request)))
     except TooManyStreams as error:
         return too_many_streams(error.scope)
-    hub.connected.wait(timeout=1.0)
+    # Without a subscription the stream would hear nothing: the widget is told to back off
+    # and poll. A subscription being made (a new worker's, or after a lost node) is waited for.
+    if not hub.connected.wait(timeout=STREAM_WAIT_SECONDS):
+        hub.close(site.name, article, inbox)
+        return live_unavailable()
     try:
         (counts,) = hub.counts_many(site.name, [article])
     except redis.RedisError:
@@ -394,9 +439,13 @@ def stream():
             ends = time.monotonic() + STREAM_SECONDS
             while time.monotonic() < ends:
                 try:
-                    yield inbox.get(timeout=HEARTBEAT_SECONDS)
+                    event = inbox.get(timeout=HEARTBEAT_SECONDS)
                 except queue.Empty:
                     yield ": heartbeat\n\n"
+                    continue
+                if event is END_OF_STREAM:
+                    return
+                yield event
         finally:
             hub.close(site.name, article, inbox)
 
@@ -430,5 +479,16 @@ def too_many_streams(scope: str) -> Response:
         detail = "this server has as many live streams open as it may; poll the counts"
     response = error_response(429, "too_many_streams", detail)
     response.headers["Retry-After"] = str(STREAM_RETRY_AFTER_SECONDS)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def live_unavailable() -> Response:
+    """503 while this process has no pub/sub subscription: the widget, whose stream fails,
+    retries later and then polls the counts, which keep working."""
+    response = error_response(
+        503, "live_unavailable", "live updates are unavailable right now; poll the counts"
+    )
+    response.headers["Retry-After"] = str(current_app.config["REACTIONS_RETRY_AFTER"])
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
