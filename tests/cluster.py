@@ -243,7 +243,7 @@ class LocalSentinel:
             f"port {port}\nbind 127.0.0.1\ndir {data}\nlogfile sentinel.log\n"
             f"sentinel monitor {self.name} 127.0.0.1 {self.redis_ports[0]} {self.quorum}\n"
             f"sentinel down-after-milliseconds {self.name} {self.down_after}\n"
-            f"sentinel failover-timeout {self.name} 10000\n"
+            f"sentinel failover-timeout {self.name} 3000\n"
         )
         self.processes[port] = subprocess.Popen(
             [server_binary(), str(config), "--sentinel"],
@@ -291,6 +291,11 @@ class LocalSentinel:
             for port in self.sentinel_ports:
                 state = self.node(port).sentinel_master(self.name)
                 if state.get("num-other-sentinels") != len(self.sentinel_ports) - 1:
+                    return False
+                # A sentinel learns the replicas from the master's INFO every 10 s; until then
+                # a failover finds no replica to promote ("-failover-abort-no-good-slave").
+                live_replicas = sum(self.processes[p].poll() is None for p in self.redis_ports) - 1
+                if state.get("num-slaves") != live_replicas:
                     return False
                 masters.add(int(state["port"]))
             if len(masters) != 1:

@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from tests.cluster import LocalCluster, LocalSentinel
-from tests.conftest import SECRET, LiveServer, request_json, wait_until
 from tests.processes import ServerProcesses
+from tests.servers import SECRET, LiveServer, request_json, wait_until
 from tests.test_browser import wait_for_bar, wait_for_percents
 from widget import create_app
 from widget.live import IDLE_PING_SECONDS
