@@ -152,6 +152,11 @@ def document() -> dict:
                             "Too many streams from this client or in this process; poll "
                             "getReactions instead (see Retry-After)"
                         ),
+                        "503": _error(
+                            "Redis is unreachable, or this process has lost its live "
+                            "subscription (`live_unavailable`): poll getReactions (see "
+                            "Retry-After)"
+                        ),
                     },
                 }
             },
