@@ -259,6 +259,18 @@ class LocalSentinel:
         self._spawn_redis(master, None)
         for port in replicas:
             self._spawn_redis(port, master)
+        # Sentinels first learn the replicas from the master's INFO when they connect, then
+        # every 10 s: start them once the master lists every replica.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.node(master).info("replication").get("connected_slaves") == len(replicas):
+                    break
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replicas did not connect to the master")
+            time.sleep(0.05)
         for port in self.sentinel_ports:
             self._spawn_sentinel(port)
         self.wait_healthy(timeout)
