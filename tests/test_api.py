@@ -14,8 +14,6 @@ from urllib.parse import quote
 import pytest
 import redis
 from redis._parsers import _RESP2Parser
-from redis._parsers.encoders import Encoder
-from redis.connection import HiredisRespSerializer, PythonRespSerializer
 
 from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, wait_until
 from widget import create_app
@@ -23,7 +21,6 @@ from widget.embedded_redis import EmbeddedRedis
 from widget.live import await_confirmation, drain
 from widget.store import (
     DAY_RETENTION_SECONDS,
-    HiredisPacker,
     Site,
     Store,
     channel,
@@ -669,40 +666,6 @@ def test_a_spoiled_pooled_connection_never_answers_the_next_command(store, spoil
     wait_until(spoiled)
     pool.release(connection)
     assert store.client.get(key) == "expected"
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("EVALSHA", "a" * 40, 2, "rx:{demo}:a:post", "rx:{demo}:r:post", "reader", "", 17),
-        ("HSET", "rx:{demo}:meta", "日本語 post", '{"title": "Zürich 🎉"}'),
-        ("SET", b"\x00\xff binary", 1.5),
-        ("SCRIPT LOAD", "return 1"),
-        ("SET", "key", bytearray(b"bytes")),
-        ("SET", "key", memoryview(b"view")),
-    ],
-)
-def test_the_packer_writes_what_redis_py_writes(command):
-    """The hiredis packer skips redis-py's per-argument pass; the bytes on the wire stay the
-    same, including the cases it hands back to redis-py."""
-    assert HiredisPacker().pack(*command) == HiredisRespSerializer().pack(*command)
-    sent = b"".join(HiredisPacker().pack(*command))
-    assert sent == b"".join(PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
-                            .pack(*command))  # fmt: skip
-
-
-def test_the_store_packs_with_hiredis(store):
-    pool = node_pool(store.client, "rx:{demo}:a:post")
-    connection = pool.get_connection()
-    try:
-        assert isinstance(connection._command_packer, HiredisPacker)
-    finally:
-        pool.release(connection)
-
-
-def test_a_value_redis_cannot_take_is_still_a_data_error():
-    with pytest.raises(redis.DataError):
-        HiredisPacker().pack("SET", "key", None)
 
 
 def test_waiting_for_a_reply_ends_when_it_arrives_or_at_the_timeout(store):

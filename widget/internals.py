@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+
+import redis
+from redis.cluster import NodesManager
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +194,108 @@ def _version(name: str) -> str:
     from importlib.metadata import version
 
     return version(name)
+
+
+# redis-py ---------------------------------------------------------------------------------
+
+# What the app reads of a redis-py connection: its socket (`_sock`), its parser (`_parser`)
+# and, with hiredis, the parser's reader and its one read of the socket; and the method that
+# opens the socket (`_connect`), whose timeout `ShorterConnect` shortens.
+REDIS_CONNECTION_CONTRACT = ("_sock", "_parser", "_connect")
+# The parser makes its `_reader` when the connection connects: tests/test_internals.py
+# checks it on a connected connection.
+HIREDIS_PARSER_CONTRACT = ("read_from_socket",)
+# The class attribute redis-py's cluster client reads (`type(error) in …`) to decide which
+# errors a command is retried after.
+REDIS_CLUSTER_CONTRACT = ("ERRORS_ALLOW_RETRY",)
+# How the cluster client makes a client of one node, which the live subscription copies.
+NODES_MANAGER_CONTRACT = ("connection_kwargs", "remap_host_port", "create_redis_node")
+
+
+def connection_socket(connection) -> socket.socket | None:
+    """The connection's socket, None when it has none (or redis-py no longer keeps it
+    where it did: the callers then leave the work to redis-py)."""
+    return getattr(connection, "_sock", None)
+
+
+def hiredis_reader(connection):
+    """The hiredis reader that holds the replies the connection has received, or None (no
+    hiredis, or a redis-py that keeps it elsewhere)."""
+    parser = getattr(connection, "_parser", None)
+    if not hasattr(parser, "read_from_socket"):
+        return None
+    return getattr(parser, "_reader", None)
+
+
+def read_into_reader(connection) -> None:
+    """One read of the socket into the hiredis reader (only after `hiredis_reader` gave one)."""
+    connection._parser.read_from_socket()
+
+
+class ShorterConnect:
+    """Opens the socket within what is left of the call's deadline (`time_left()`, seconds
+    or None) when that is less than the configured connect timeout: a call must not wait
+    its whole timeout again for a reconnect. Without `_connect` in redis-py this override is
+    never called, and a connect takes the configured timeout: redis-py's own behaviour."""
+
+    @staticmethod
+    def time_left() -> float | None:
+        return None
+
+    def _connect(self):
+        left = self.time_left()
+        if left is None or (self.socket_connect_timeout or float("inf")) <= left:
+            return super()._connect()
+        configured = self.socket_connect_timeout
+        self.socket_connect_timeout = left
+        try:
+            return super()._connect()
+        finally:
+            self.socket_connect_timeout = configured
+
+
+def redis_missing() -> list[str]:
+    """What the app relies on of redis-py (and hiredis) that the installed versions lack.
+    A connection's attributes are checked on a connection made (not connected)."""
+    connection = redis.Connection(protocol=2)
+    gone = [f"redis.Connection.{n}" for n in missing(connection, REDIS_CONNECTION_CONTRACT)]
+    parser = getattr(connection, "_parser", None)
+    gone += [f"redis hiredis parser.{n}" for n in missing(parser, HIREDIS_PARSER_CONTRACT)]
+    gone += [f"redis.RedisCluster.{n}" for n in missing(redis.RedisCluster, REDIS_CLUSTER_CONTRACT)]
+    methods = tuple(n for n in NODES_MANAGER_CONTRACT if n != "connection_kwargs")
+    gone += [f"redis.cluster.NodesManager.{n}" for n in missing(NodesManager, methods)]
+    return gone
+
+
+def cluster_node_client(cluster, host: str, port: int):
+    """A client of one node of `cluster` (a redis.RedisCluster), made as the cluster client
+    makes its own (its connection settings, no retry), but not shared with it. Falls back to a
+    plain client with the cluster's connection settings when redis-py no longer makes its
+    nodes' clients that way."""
+    manager = cluster.nodes_manager
+    settings = getattr(manager, "connection_kwargs", None) or {}
+    if not missing(manager, NODES_MANAGER_CONTRACT):
+        host, port = manager.remap_host_port(host, port)
+        return manager.create_redis_node(host, port, **settings)
+    keep = ("password", "username", "socket_timeout", "socket_connect_timeout", "protocol",
+            "decode_responses", "connection_class")  # fmt: skip
+    kept = {name: value for name, value in settings.items() if name in keep}
+    return redis.Redis(connection_pool=redis.ConnectionPool(host=host, port=port, **kept))
+
+
+def cluster_socket_timeout(cluster) -> float | None:
+    """The socket timeout the cluster client's nodes use, or None if it cannot be told."""
+    settings = getattr(cluster.nodes_manager, "connection_kwargs", None) or {}
+    return settings.get("socket_timeout")
+
+
+class ClusterClient(redis.RedisCluster):
+    """redis-py's cluster client, retrying a command or script as the app's single-Redis
+    client does: after a dropped connection (redis-py first asks the cluster for its slots
+    again, which finds a promoted replica), not after a timeout, when the node is stalled and
+    a retry would wait the timeout again: a call to a stalled master took twice the timeout
+    (see docs/benchmarks.md, "Redis connections per process"). Pipelines keep redis-py's
+    rule. Without `ERRORS_ALLOW_RETRY` in redis-py this attribute is read by nothing, and
+    redis-py's own rule applies to every call."""
+
+    ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)

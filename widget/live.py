@@ -27,6 +27,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from .api import encoded_counts, known_site
 from .errors import error_response
+from .internals import hiredis_reader, read_into_reader
 from .reactions import normalize_article
 from .security import client_address
 from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
@@ -367,8 +368,8 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
     after one read of the socket. Without hiredis, get_message does it.
     """
     connection = pubsub.connection
-    reader = getattr(getattr(connection, "_parser", None), "_reader", None)
-    if reader is None or not hasattr(connection._parser, "read_from_socket"):
+    reader = hiredis_reader(connection)
+    if reader is None:
         # Not get_message(timeout=0): it gives the rest of a reply that has only partly
         # arrived no time at all, and raises TimeoutError. Once a reply has begun, its rest
         # gets the connection's usual patience, as on the hiredis path below.
@@ -394,7 +395,7 @@ def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
         elif connection.can_read(timeout=0):
             # No whole reply buffered (redis-py's marker), and the socket is readable: Redis
             # writes each reply at once, so the rest is on its way.
-            connection._parser.read_from_socket()
+            read_into_reader(connection)
         else:
             return
 

@@ -13,15 +13,14 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from urllib.parse import urlsplit, urlunsplit
 
-import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
-from redis.connection import HiredisRespSerializer
-from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+from ..internals import ClusterClient, ShorterConnect, connection_socket, hiredis_reader
 
 # Redis connections of a process's pool: to its Redis, to the master a Sentinel group names,
 # or to each master of a cluster (a pool per node). A call waits for a free one.
@@ -49,9 +48,9 @@ class QuickReadinessCheck:
     as with redis-py's own check."""
 
     def can_read(self, timeout: float | None = 0) -> bool:
-        sock, poll = self._sock, _kernel_poll()
+        sock, poll = connection_socket(self), _kernel_poll()
         # Only hiredis's reader tells cheaply whether it holds bytes of its own.
-        reader = getattr(self._parser, "_reader", None)
+        reader = hiredis_reader(self)
         if not sock or reader is None or poll is None or timeout is None:
             return super().can_read(timeout)
         if reader.has_data():
@@ -74,28 +73,8 @@ class QuickReadinessCheck:
             self.disconnect()
             raise redis.ConnectionError(f"lost the Redis connection: {error}") from error
         finally:
-            if self._sock is sock:
+            if connection_socket(self) is sock:
                 sock.settimeout(previous)
-
-
-class HiredisPacker:
-    """Packs a command with hiredis, as redis-py's HiredisRespSerializer does, without its
-    Python pass over every argument that turns a bytearray or memoryview into bytes: this app
-    sends neither, and for the vote script's many arguments that pass cost about as much as
-    hiredis's packing itself. A command name with a space in it ("SCRIPT LOAD") or an
-    argument hiredis refuses goes to redis-py's serializer, which splits, converts or reports
-    it."""
-
-    def __init__(self) -> None:
-        self._redis_py = HiredisRespSerializer()
-
-    def pack(self, *args) -> list[bytes]:
-        if type(args[0]) is str and " " not in args[0]:
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError:
-                pass
-        return self._redis_py.pack(*args)
 
 
 # The monotonic time by which the Redis call under way in this thread or greenlet gives up,
@@ -118,7 +97,7 @@ def _time_left() -> float | None:
     return left
 
 
-class BoundedConnection:
+class BoundedConnection(ShorterConnect):
     """A connection that keeps two promises to the app, whatever redis-py does inside.
 
     Every wait (connect, handshake, health check, reply) ends by the deadline of the call
@@ -135,16 +114,8 @@ class BoundedConnection:
         except Exception as error:
             raise self._client_failure(error) from error
 
-    def _connect(self):
-        left = _time_left()
-        if left is None or (self.socket_connect_timeout or float("inf")) <= left:
-            return super()._connect()
-        configured = self.socket_connect_timeout
-        self.socket_connect_timeout = left
-        try:
-            return super()._connect()
-        finally:
-            self.socket_connect_timeout = configured
+    # A reconnect opens its socket within what is left of the call's deadline.
+    time_left = staticmethod(_time_left)
 
     def send_packed_command(self, command, check_health=True):
         try:
@@ -155,7 +126,7 @@ class BoundedConnection:
             raise self._client_failure(error) from error
 
     def read_response(self, *args, **kwargs):
-        sock, deadline = self._sock, _call_deadline.get()
+        sock, deadline = connection_socket(self), _call_deadline.get()
         try:
             if sock is None or deadline is None or "timeout" in kwargs:
                 return super().read_response(*args, **kwargs)
@@ -169,7 +140,7 @@ class BoundedConnection:
             try:
                 return super().read_response(*args, **kwargs)
             finally:
-                if self._sock is sock:
+                if connection_socket(self) is sock:
                     sock.settimeout(self.socket_timeout)
         except redis.RedisError:
             raise
@@ -238,18 +209,15 @@ class SentinelDeadlinePool(SentinelConnectionPool, DeadlinePool):
 
 
 class QuickConnection(BoundedConnection, QuickReadinessCheck):
-    """The quick readiness check and the hiredis packer (hiredis is a dependency)."""
-
-    def _construct_command_packer(self, packer):
-        return packer or HiredisPacker()
+    """A bounded connection with the quick readiness check."""
 
 
 class QuickCheckConnection(QuickConnection, redis.Connection):
-    """A TCP connection (`redis://`) with the quick readiness check and packer."""
+    """A TCP connection (`redis://`) with the quick readiness check."""
 
 
 class QuickCheckUnixConnection(QuickConnection, redis.UnixDomainSocketConnection):
-    """A unix-socket connection (`unix://`) with the quick readiness check and packer."""
+    """A unix-socket connection (`unix://`) with the quick readiness check."""
 
     # redis-py's error metrics read these, which only its TCP connection sets.
     @property
@@ -319,18 +287,6 @@ def _node(seed: str, default_port: int) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(f"the port of the node {seed!r} is not a number from 1 to 65535")
     return host, int(port)
-
-
-class ClusterClient(redis.RedisCluster):
-    """redis-py's cluster client, retrying a command or script as `retry_once` does for one
-    Redis: after a dropped connection (redis-py first asks the cluster for its slots again,
-    which finds a promoted replica), not after a timeout, when the node is stalled and a
-    retry would wait the timeout again: a call to a stalled master took twice the timeout
-    (see docs/benchmarks.md, "Redis connections per process"). Pipelines keep redis-py's
-    rule, which they read from RedisCluster itself. (`ERRORS_ALLOW_RETRY` is the class
-    attribute redis-py 8 reads, as `type(error) in …`, to decide.)"""
-
-    ERRORS_ALLOW_RETRY = (redis.ConnectionError, ClusterDownError, SlotNotCoveredError)
 
 
 def cluster_client(url: str, timeout: float, options: dict) -> ClusterClient:

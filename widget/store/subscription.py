@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import redis
 
+from ..internals import cluster_node_client, cluster_socket_timeout
+
 # A node flagged so in CLUSTER NODES is no candidate (`fail?` may be one node's hiccup).
 UNUSABLE_FLAGS = {"fail", "noaddr", "handshake"}
 
@@ -146,15 +148,13 @@ class Subscriber:
         return dict(states)  # a node that answers later is not waited for
 
     def _timeout(self) -> float:
-        return self.client.nodes_manager.connection_kwargs.get("socket_timeout") or 1.0
+        return cluster_socket_timeout(self.client) or 1.0
 
     def _node_client(self, address: str) -> redis.Redis:
         """A client of one node, made as the cluster client makes its own (same settings,
         no retry: a node that fails is left for another), but not shared with it."""
         host, port = address.rsplit(":", 1)
-        host, port = self.client.nodes_manager.remap_host_port(host, int(port))
-        manager = self.client.nodes_manager
-        return manager.create_redis_node(host, port, **manager.connection_kwargs)
+        return cluster_node_client(self.client, host, int(port))
 
 
 def _confirmed(pubsub: redis.client.PubSub, pattern: str, timeout: float):
