@@ -19,6 +19,7 @@ from .connection import (
     retry_once,
 )
 from .days import last_days, utc_day
+from .held import SITE_CACHE_SECONDS
 from .keys import (
     ADMIN_KEY,
     ADMIN_LOGINS_KEY,
@@ -69,7 +70,7 @@ from .scripts import (
     reset_arguments,
     vote_arguments,
 )
-from .store import SITE_CACHE_SECONDS, Store, current_store, decode_counts
+from .store import Store, current_store, decode_counts
 
 __all__ = [
     "SITES_KEY",
