@@ -1,6 +1,7 @@
 """The only code that knows Redis: key names (`keys`), the Lua scripts (`scripts`, `lua/`),
 the connection (`connection`), the records (`records`), dates (`days`) and the Store API
-(`store`). Import from here: `from widget.store import Store, Site, connect`."""
+(`store`, with what each process holds in `held` and the admin's login in `admin_login`).
+Import from here: `from widget.store import Store, Site, connect`."""
 
 from .connection import (
     CONNECTIONS,

@@ -1,5 +1,6 @@
-"""The Store API: sites, votes, statistics and the admin's login, each one call that the
-blueprints make; the keys and scripts it uses live in `keys` and `scripts`."""
+"""The Store API: sites, readers, votes and statistics, each one call that the blueprints
+make; the keys and scripts it uses live in `keys` and `scripts`, what every request needs is
+held by `held`, and the admin's login calls come from `admin_login`."""
 
 from __future__ import annotations
 
@@ -15,18 +16,15 @@ from dataclasses import dataclass, field, replace
 import redis
 from flask import current_app
 
+from .admin_login import AdminLogin
 from .held import DailySalts, SiteRecords
 from .keys import (
-    ADMIN_KEY,
-    ADMIN_LOGINS_KEY,
-    ALL_LOGIN_FAILURES_KEY,
     SECRET_KEY,
     SITES_KEY,
     counts_key,
     day_key,
     day_total_key,
     index_key,
-    login_failures_key,
     meta_key,
     readers_key,
     site_channel,
@@ -51,7 +49,7 @@ def current_store() -> Store:
 
 
 @dataclass
-class Store:
+class Store(AdminLogin):
     """Counters, readers and sites in one Redis; shared by all requests of a process."""
 
     client: redis.Redis
@@ -168,6 +166,16 @@ class Store:
                     self.client.set(SECRET_KEY, secrets.token_urlsafe(32), nx=True)
                     self.secret = self.client.get(SECRET_KEY)
         return self.secret
+
+    def daily_salt(self, day: str) -> str:
+        """A random salt per UTC day, gone 48 h after its day starts: yesterday's hashes
+        cannot be linked.
+
+        Held per process; every worker and app server reads the same salt from Redis. The
+        next day's salt is created and read in the background as soon as a day's is held,
+        so midnight needs no Redis call on the request path, whatever shard holds the new
+        day's key."""
+        return self._salts.get(day)
 
     # Counters ----------------------------------------------------------------------------
 
@@ -345,94 +353,6 @@ class Store:
             if len(ranked) < batch:
                 return
             offset += batch
-
-    # Admin login ---------------------------------------------------------------------------
-
-    def admin_password_hash(self) -> str | None:
-        return self.client.hget(ADMIN_KEY, "password")
-
-    def set_admin_password_hash(self, password_hash: str) -> None:
-        """A new password ends every open login."""
-        pipe = self.client.pipeline(transaction=False)  # two keys: two cluster slots
-        pipe.hset(ADMIN_KEY, "password", password_hash)
-        pipe.delete(ADMIN_LOGINS_KEY)
-        pipe.execute()
-
-    def open_admin_login(self, lifetime: int) -> str:
-        """A new login's random id, valid for `lifetime` seconds unless it is ended first.
-        Logins that expired are forgotten here, so the record stays small."""
-        now = time.time()
-        expired = [
-            login
-            for login, until in self.client.hgetall(ADMIN_LOGINS_KEY).items()
-            if float(until) <= now
-        ]
-        login = secrets.token_urlsafe(24)
-        pipe = self.client.pipeline(transaction=False)
-        if expired:
-            pipe.hdel(ADMIN_LOGINS_KEY, *expired)
-        pipe.hset(ADMIN_LOGINS_KEY, login, int(now + lifetime))
-        pipe.expire(ADMIN_LOGINS_KEY, lifetime)  # no login outlives the newest one
-        pipe.execute()
-        return login
-
-    def admin_login_open(self, login: str) -> bool:
-        until = self.client.hget(ADMIN_LOGINS_KEY, login) if login else None
-        return until is not None and float(until) > time.time()
-
-    def end_admin_login(self, login: str) -> None:
-        if login:
-            self.client.hdel(ADMIN_LOGINS_KEY, login)
-
-    def login_lockout(self, address: str, per_address: int, everyone: int | None) -> int:
-        """Seconds before a login may be tried from this address: 0 unless its failures
-        reached `per_address`, or everyone's together reached `everyone` (None: this address
-        is not held by the global budget)."""
-        # Not a transaction: the keys live on different cluster slots.
-        pipe = self.client.pipeline(transaction=False)
-        for key in (login_failures_key(address), ALL_LOGIN_FAILURES_KEY):
-            pipe.get(key)
-            pipe.ttl(key)
-        mine, mine_ttl, all_, all_ttl = pipe.execute()
-        wait = 0
-        if int(mine or 0) >= per_address:
-            wait = max(wait, mine_ttl, 1)
-        if everyone is not None and int(all_ or 0) >= everyone:
-            wait = max(wait, all_ttl, 1)
-        return wait
-
-    def count_login_failure(self, address: str, window: int) -> int:
-        """Count a failed login from this address and in everyone's window; returns the
-        address's failures. The address's window starts again with each failure; everyone's
-        is fixed from its first failure, so a lock-out by many addresses ends with it."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incr(login_failures_key(address))
-        pipe.expire(login_failures_key(address), window)
-        pipe.set(ALL_LOGIN_FAILURES_KEY, 0, nx=True, ex=window)
-        pipe.incr(ALL_LOGIN_FAILURES_KEY)
-        pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
-        failures, *_ = pipe.execute()
-        return int(failures)
-
-    def clear_login_failures(self, address: str) -> None:
-        self.client.delete(login_failures_key(address))
-
-    def unlock_admin_login(self) -> int:
-        """Forget every counted login failure, of every address and of everyone together:
-        the admin's way in during an attack (`reactions admin unlock`). Returns how many
-        counters were removed."""
-        keys = [ALL_LOGIN_FAILURES_KEY, *self.client.scan_iter(match=login_failures_key("*"))]
-        return sum(int(self.client.delete(key)) for key in keys)
-
-    def daily_salt(self, day: str) -> str:
-        """A random salt per UTC day, gone 48 h after its day starts: yesterday's hashes
-        cannot be linked.
-
-        Held per process; every worker and app server reads the same salt from Redis. The
-        next day's salt is created and read in the background as soon as a day's is held,
-        so midnight needs no Redis call on the request path, whatever shard holds the new
-        day's key."""
-        return self._salts.get(day)
 
 
 def decode_counts(flat: str) -> dict[str, int]:
