@@ -1,7 +1,9 @@
-"""The only code that knows Redis: key names (`keys`), the Lua scripts (`scripts`, `lua/`),
-the connection (`connection`), the records (`records`), dates (`days`) and the Store API
-(`store`, with what each process holds in `held` and the admin's login in `admin_login`).
-Import from here: `from widget.store import Store, Site, connect`."""
+"""The only code that knows Redis; import from here: `from widget.store import Store, Site`.
+
+Key names (`keys`), the Lua scripts (`scripts`, `lua/`), the connection (`connection`), the
+records (`records`), dates (`days`) and the Store API (`store`, with what each process holds in
+`held` and the admin's login in `admin_login`).
+"""
 
 from .connection import (
     CONNECTIONS,

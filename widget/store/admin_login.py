@@ -1,5 +1,7 @@
-"""The admin's login in Redis: the password hash, the open logins, and the failed attempts
-that lock logging in (the calls of `admin.py` and `reactions admin …`)."""
+"""The admin's login in Redis: the password hash, open logins and lock-out counters.
+
+The calls of `admin.py` and `reactions admin …`, mixed into the Store.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""What every request needs from a single key, held per process: the site records and the
-daily salts, refreshed in the background so a shard that is down stops only its own sites.
+"""The site records and daily salts each process holds, refreshed in the background.
 
-`rx:sites` and `rx:salt:<day>` are single keys: on a cluster each lives on one shard. The
-Store asks these holders instead of Redis; they ask Redis on the request path only for what
-the process has never held.
+`rx:sites` and `rx:salt:<day>` are single keys: on a cluster each lives on one shard, and
+every request needs them. The Store asks these holders instead of Redis; they ask Redis on the
+request path only for what the process has never held, so a shard that is down or slow stops
+only the sites whose own keys live there.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The Store API: sites, readers, votes and statistics, each one call that the blueprints
-make; the keys and scripts it uses live in `keys` and `scripts`, what every request needs is
-held by `held`, and the admin's login calls come from `admin_login`."""
+"""The Store API the blueprints call: sites, reader hashes, votes and statistics.
+
+Each is one call; the keys and scripts it uses live in `keys` and `scripts`, what every request
+needs is held by `held`, and the admin's login calls come from `admin_login`.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class Store(AdminLogin):
     # Called with (site, article, counts or None) after this process changed an article, so
     # in-process caches are current at once (other processes learn it through pub/sub).
     on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
+    # What every request needs from a single key, held for the process's life (`held`).
     _sites: SiteRecords = field(init=False, repr=False)
     _salts: DailySalts = field(init=False, repr=False)
     _secret_lock: threading.Lock = field(default_factory=threading.Lock)
