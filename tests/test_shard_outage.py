@@ -15,7 +15,7 @@ from tests.cluster import LocalCluster
 from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, request_json, wait_until
 from widget import create_app
 from widget.store import SITE_CACHE_SECONDS, SITES_KEY, Site, Store, connect, salt_key, utc_day
-from widget.store import store as store_module
+from widget.store import held as store_module
 from widget.store.days import day_start
 
 # The apps' Redis timeout here: a request that waited on a stalled shard would fail after it.

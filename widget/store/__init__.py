@@ -1,6 +1,9 @@
-"""The only code that knows Redis: key names (`keys`), the Lua scripts (`scripts`, `lua/`),
-the connection (`connection`), the records (`records`), dates (`days`) and the Store API
-(`store`). Import from here: `from widget.store import Store, Site, connect`."""
+"""The only code that knows Redis; import from here: `from widget.store import Store, Site`.
+
+Key names (`keys`), the Lua scripts (`scripts`, `lua/`), the connection (`connection`), the
+records (`records`), dates (`days`) and the Store API (`store`, with what each process holds in
+`held` and the admin's login in `admin_login`).
+"""
 
 from .connection import (
     CONNECTIONS,
@@ -18,6 +21,7 @@ from .connection import (
     retry_once,
 )
 from .days import last_days, utc_day
+from .held import SITE_CACHE_SECONDS
 from .keys import (
     ADMIN_KEY,
     ADMIN_LOGINS_KEY,
@@ -68,7 +72,7 @@ from .scripts import (
     reset_arguments,
     vote_arguments,
 )
-from .store import SITE_CACHE_SECONDS, Store, current_store, decode_counts
+from .store import Store, current_store, decode_counts
 
 __all__ = [
     "SITES_KEY",

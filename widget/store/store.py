@@ -1,12 +1,14 @@
-"""The Store API: sites, votes, statistics and the admin's login, each one call that the
-blueprints make; the keys and scripts it uses live in `keys` and `scripts`."""
+"""The Store API the blueprints call: sites, reader hashes, votes and statistics.
+
+Each is one call; the keys and scripts it uses live in `keys` and `scripts`, what every request
+needs is held by `held`, and the admin's login calls come from `admin_login`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import logging
 import secrets
 import threading
 import time
@@ -16,21 +18,17 @@ from dataclasses import dataclass, field, replace
 import redis
 from flask import current_app
 
-from .days import day_start, next_utc_day
+from .admin_login import AdminLogin
+from .held import DailySalts, SiteRecords
 from .keys import (
-    ADMIN_KEY,
-    ADMIN_LOGINS_KEY,
-    ALL_LOGIN_FAILURES_KEY,
     SECRET_KEY,
     SITES_KEY,
     counts_key,
     day_key,
     day_total_key,
     index_key,
-    login_failures_key,
     meta_key,
     readers_key,
-    salt_key,
     site_channel,
     stats_key,
 )
@@ -46,19 +44,6 @@ from .scripts import (
     vote_arguments,
 )
 
-# A held site record is read again (in the background) once it is this old.
-SITE_CACHE_SECONDS = 5.0
-# After a failed read of the site records, or of tomorrow's salt, the next waits this long:
-# an unreachable shard is asked about once a second per process, not by every request.
-RETRY_SECONDS = 1.0
-# A day's salt lives until at least this long after its day starts (the privacy rule).
-SALT_SECONDS = 48 * 3600
-# The age of a record that a change announced, or a resubscription, made due for a refresh.
-_DUE = float("-inf")
-
-log = logging.getLogger(__name__)
-_warned: dict[str, float] = {}
-
 
 def current_store() -> Store:
     """The store of the running app (created by `create_app`)."""
@@ -66,7 +51,7 @@ def current_store() -> Store:
 
 
 @dataclass
-class Store:
+class Store(AdminLogin):
     """Counters, readers and sites in one Redis; shared by all requests of a process."""
 
     client: redis.Redis
@@ -75,25 +60,15 @@ class Store:
     # Called with (site, article, counts or None) after this process changed an article, so
     # in-process caches are current at once (other processes learn it through pub/sub).
     on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
-    _salts: dict[str, str] = field(default_factory=dict)
-    _salt_ahead: str = ""  # the day whose next day's salt is held
-    _salt_fetching: bool = False
-    _salt_retry_at: float = 0.0
-    # name -> (monotonic time it was read, record or None): every site this process has
-    # looked up, kept for the process's life and refreshed in the background.
-    _sites: dict[str, tuple[float, Site | None]] = field(default_factory=dict)
-    _sites_loaded: bool = False
-    _sites_due: set[str] = field(default_factory=set)
-    _sites_refreshing: bool = False
-    _sites_retry_at: float = 0.0
-    _site_generation: int = 0
-    # Held for moments only, never across a Redis call: the others are.
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _load_lock: threading.Lock = field(default_factory=threading.Lock)
+    # What every request needs from a single key, held for the process's life (`held`).
+    _sites: SiteRecords = field(init=False, repr=False)
+    _salts: DailySalts = field(init=False, repr=False)
     _secret_lock: threading.Lock = field(default_factory=threading.Lock)
     _keyed: tuple[str, hmac.HMAC | None] = ("", None)
 
     def __post_init__(self) -> None:
+        self._sites = SiteRecords(self.client)
+        self._salts = DailySalts(self.client)
         self._vote = self.client.register_script(VOTE_SCRIPT)
         self._reset = self.client.register_script(RESET_SCRIPT)
         self._import = self.client.register_script(IMPORT_SCRIPT)
@@ -124,100 +99,7 @@ class Store:
         for a site the process already knows, and a slow or dead shard there stops only the
         lookups of sites the process has never seen. The first lookup loads every record.
         """
-        held = self._sites.get(name)
-        if held is None:
-            return self._read_site(name)
-        read_at, site = held
-        if time.monotonic() - read_at >= SITE_CACHE_SECONDS:
-            self._refresh_later(name)
-        return site
-
-    def _read_site(self, name: str) -> Site | None:
-        """Reads a record the process does not hold yet, on the caller's time: all of them
-        at the first lookup (one HGETALL), so a new worker knows every site at once."""
-        if not self._sites_loaded:
-            with self._load_lock:
-                if not self._sites_loaded:
-                    generation = self._site_generation
-                    raw = self._sites_read(self.client.hgetall, SITES_KEY)
-                    sites = self._keep_sites(
-                        generation, time.monotonic(), raw | {name: raw.get(name)}, complete=True
-                    )
-                    self._sites_loaded = True
-                    return sites[name]
-        generation = self._site_generation
-        raw = self._sites_read(self.client.hget, SITES_KEY, name)
-        return self._keep_sites(generation, time.monotonic(), {name: raw})[name]
-
-    def _sites_read(self, command: Callable, *args: object):
-        """`command(*args)`, a read of `rx:sites`, unless one failed less than RETRY_SECONDS
-        ago: then a ConnectionError (a 503) at once, not a wait on a shard known to be down."""
-        if time.monotonic() < self._sites_retry_at:
-            raise redis.ConnectionError("the site records were unreachable a moment ago")
-        try:
-            return command(*args)
-        except redis.RedisError:
-            self._sites_retry_at = time.monotonic() + RETRY_SECONDS
-            raise
-
-    def _keep_sites(
-        self,
-        generation: int,
-        read_at: float,
-        raw: dict[str, str | None],
-        complete: bool = False,
-    ) -> dict[str, Site | None]:
-        """Holds the records read (`complete`: every stored record, so that held names
-        missing from it are unknown now) and returns them. Not held if a change was
-        announced while the read was on its way: those sites stay due for a refresh."""
-        sites = {name: _site_record(name, value) for name, value in raw.items()}
-        with self._lock:
-            if generation == self._site_generation:
-                fresh = {name: (read_at, site) for name, site in sites.items()}
-                if complete:
-                    fresh |= {
-                        name: (read_at, BUILTIN_SITES.get(name))
-                        for name in self._sites.keys() - fresh.keys()
-                    }
-                self._sites.update(fresh)
-        return sites
-
-    def _refresh_later(self, name: str) -> None:
-        """Queues the site for the background refresh, and starts it unless it runs (one
-        at a time: it reads every queued record in one HMGET) or a read failed just now."""
-        with self._lock:
-            self._sites_due.add(name)
-            if self._sites_refreshing or time.monotonic() < self._sites_retry_at:
-                return
-            self._sites_refreshing = True
-        threading.Thread(
-            target=self._refresh_sites, name="reactions-site-refresh", daemon=True
-        ).start()
-
-    def _refresh_sites(self) -> None:
-        while True:
-            with self._lock:
-                names, self._sites_due = sorted(self._sites_due), set()
-                generation = self._site_generation
-                if not names:
-                    self._sites_refreshing = False
-                    return
-            try:
-                raw = self._sites_read(self.client.hmget, SITES_KEY, names)
-            except redis.RedisError as error:
-                # The held records stay due: the next lookup after RETRY_SECONDS tries again.
-                _warn("site records: refresh failed", error)
-                with self._lock:
-                    self._sites_refreshing = False
-                return
-            self._keep_sites(generation, time.monotonic(), dict(zip(names, raw, strict=True)))
-
-    def _hold_site(self, name: str, site: Site | None) -> None:
-        """This process changed the record: hold the new one at once (and drop a refresh
-        on its way, which may have read the old one)."""
-        with self._lock:
-            self._site_generation += 1
-            self._sites[name] = (time.monotonic(), site)
+        return self._sites.get(name)
 
     def forget_sites(self, *names: str) -> None:
         """The records of these sites changed (a `site_channel` announcement): read them
@@ -228,23 +110,7 @@ class Store:
         Without names (the live listener resubscribed, maybe during a failover, and may
         have missed announcements): every held record becomes due for a refresh in the
         background; requests keep being served from memory."""
-        with self._lock:
-            self._site_generation += 1
-            generation = self._site_generation
-            if not names:
-                self._sites = {name: (_DUE, site) for name, (_, site) in self._sites.items()}
-                return
-            held = [name for name in names if name in self._sites]
-            for name in held:
-                self._sites[name] = (_DUE, self._sites[name][1])
-        if not held:
-            return  # read on its first lookup
-        try:
-            raw = self._sites_read(self.client.hmget, SITES_KEY, held)
-        except redis.RedisError as error:
-            _warn("site records: cannot read a changed record", error)
-            return
-        self._keep_sites(generation, time.monotonic(), dict(zip(held, raw, strict=True)))
+        self._sites.forget(*names)
 
     def save_site(self, site: Site) -> Site:
         """Store the record and announce it, so every server process reads it afresh."""
@@ -254,7 +120,7 @@ class Store:
             site = replace(site, created=created)
         record = site.to_json()
         self.client.hset(SITES_KEY, site.name, record)
-        self._hold_site(site.name, Site.from_json(site.name, record))
+        self._sites.hold(site.name, Site.from_json(site.name, record))
         self.client.publish(site_channel(site.name), "")
         return site
 
@@ -270,7 +136,7 @@ class Store:
 
     def remove_site(self, name: str) -> bool:
         removed = bool(self.client.hdel(SITES_KEY, name))
-        self._hold_site(name, BUILTIN_SITES.get(name))
+        self._sites.hold(name, BUILTIN_SITES.get(name))
         self.client.publish(site_channel(name), "")
         return removed
 
@@ -303,6 +169,16 @@ class Store:
                     self.client.set(SECRET_KEY, secrets.token_urlsafe(32), nx=True)
                     self.secret = self.client.get(SECRET_KEY)
         return self.secret
+
+    def daily_salt(self, day: str) -> str:
+        """A random salt per UTC day, gone 48 h after its day starts: yesterday's hashes
+        cannot be linked.
+
+        Held per process; every worker and app server reads the same salt from Redis. The
+        next day's salt is created and read in the background as soon as a day's is held,
+        so midnight needs no Redis call on the request path, whatever shard holds the new
+        day's key."""
+        return self._salts.get(day)
 
     # Counters ----------------------------------------------------------------------------
 
@@ -481,134 +357,6 @@ class Store:
                 return
             offset += batch
 
-    # Admin login ---------------------------------------------------------------------------
-
-    def admin_password_hash(self) -> str | None:
-        return self.client.hget(ADMIN_KEY, "password")
-
-    def set_admin_password_hash(self, password_hash: str) -> None:
-        """A new password ends every open login."""
-        pipe = self.client.pipeline(transaction=False)  # two keys: two cluster slots
-        pipe.hset(ADMIN_KEY, "password", password_hash)
-        pipe.delete(ADMIN_LOGINS_KEY)
-        pipe.execute()
-
-    def open_admin_login(self, lifetime: int) -> str:
-        """A new login's random id, valid for `lifetime` seconds unless it is ended first.
-        Logins that expired are forgotten here, so the record stays small."""
-        now = time.time()
-        expired = [
-            login
-            for login, until in self.client.hgetall(ADMIN_LOGINS_KEY).items()
-            if float(until) <= now
-        ]
-        login = secrets.token_urlsafe(24)
-        pipe = self.client.pipeline(transaction=False)
-        if expired:
-            pipe.hdel(ADMIN_LOGINS_KEY, *expired)
-        pipe.hset(ADMIN_LOGINS_KEY, login, int(now + lifetime))
-        pipe.expire(ADMIN_LOGINS_KEY, lifetime)  # no login outlives the newest one
-        pipe.execute()
-        return login
-
-    def admin_login_open(self, login: str) -> bool:
-        until = self.client.hget(ADMIN_LOGINS_KEY, login) if login else None
-        return until is not None and float(until) > time.time()
-
-    def end_admin_login(self, login: str) -> None:
-        if login:
-            self.client.hdel(ADMIN_LOGINS_KEY, login)
-
-    def login_lockout(self, address: str, per_address: int, everyone: int | None) -> int:
-        """Seconds before a login may be tried from this address: 0 unless its failures
-        reached `per_address`, or everyone's together reached `everyone` (None: this address
-        is not held by the global budget)."""
-        # Not a transaction: the keys live on different cluster slots.
-        pipe = self.client.pipeline(transaction=False)
-        for key in (login_failures_key(address), ALL_LOGIN_FAILURES_KEY):
-            pipe.get(key)
-            pipe.ttl(key)
-        mine, mine_ttl, all_, all_ttl = pipe.execute()
-        wait = 0
-        if int(mine or 0) >= per_address:
-            wait = max(wait, mine_ttl, 1)
-        if everyone is not None and int(all_ or 0) >= everyone:
-            wait = max(wait, all_ttl, 1)
-        return wait
-
-    def count_login_failure(self, address: str, window: int) -> int:
-        """Count a failed login from this address and in everyone's window; returns the
-        address's failures. The address's window starts again with each failure; everyone's
-        is fixed from its first failure, so a lock-out by many addresses ends with it."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incr(login_failures_key(address))
-        pipe.expire(login_failures_key(address), window)
-        pipe.set(ALL_LOGIN_FAILURES_KEY, 0, nx=True, ex=window)
-        pipe.incr(ALL_LOGIN_FAILURES_KEY)
-        pipe.hincrby(ADMIN_KEY, "failed_logins", 1)
-        failures, *_ = pipe.execute()
-        return int(failures)
-
-    def clear_login_failures(self, address: str) -> None:
-        self.client.delete(login_failures_key(address))
-
-    def unlock_admin_login(self) -> int:
-        """Forget every counted login failure, of every address and of everyone together:
-        the admin's way in during an attack (`reactions admin unlock`). Returns how many
-        counters were removed."""
-        keys = [ALL_LOGIN_FAILURES_KEY, *self.client.scan_iter(match=login_failures_key("*"))]
-        return sum(int(self.client.delete(key)) for key in keys)
-
-    def daily_salt(self, day: str) -> str:
-        """A random salt per UTC day, gone 48 h after its day starts: yesterday's hashes
-        cannot be linked.
-
-        Held per process; every worker and app server reads the same salt from Redis. The
-        next day's salt is created and read in the background as soon as a day's is held,
-        so midnight needs no Redis call on the request path, whatever shard holds the new
-        day's key."""
-        salt = self._salts.get(day)
-        if salt is None:
-            salt = self._read_salt(day, SALT_SECONDS)
-            self._hold_salt(day, salt)
-        if self._salt_ahead != day:
-            self._fetch_next_salt(day)
-        return salt
-
-    def _read_salt(self, day: str, lifetime: float) -> str:
-        key = salt_key(day)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(key, secrets.token_hex(16), nx=True, ex=max(1, int(lifetime)))
-        pipe.get(key)
-        return pipe.execute()[1]
-
-    def _hold_salt(self, day: str, salt: str) -> None:
-        with self._lock:
-            # Today's and tomorrow's, and yesterday's for requests that began before midnight.
-            self._salts = dict(sorted((self._salts | {day: salt}).items())[-3:])
-
-    def _fetch_next_salt(self, day: str) -> None:
-        with self._lock:
-            if self._salt_fetching or time.monotonic() < self._salt_retry_at:
-                return
-            self._salt_fetching = True
-        threading.Thread(
-            target=self._fetch_salt, args=(day,), name="reactions-salt", daemon=True
-        ).start()
-
-    def _fetch_salt(self, day: str) -> None:
-        following = next_utc_day(day)
-        try:
-            # Created up to a day ahead, it still lives until 48 h after its own day starts.
-            lifetime = day_start(following) + SALT_SECONDS - time.time()
-            self._hold_salt(following, self._read_salt(following, lifetime))
-            self._salt_ahead = day
-        except redis.RedisError as error:
-            _warn("daily salt: cannot fetch the next day's", error)
-            self._salt_retry_at = time.monotonic() + RETRY_SECONDS
-        finally:
-            self._salt_fetching = False
-
 
 def decode_counts(flat: str) -> dict[str, int]:
     """An article's counts as the vote script publishes and returns them: `reaction,count,…`
@@ -618,19 +366,6 @@ def decode_counts(flat: str) -> dict[str, int]:
         return {}
     parts = flat.split(",")
     return dict(zip(parts[::2], map(int, parts[1::2]), strict=True))
-
-
-def _warn(message: str, error: Exception) -> None:
-    """One line per kind of failure and 10 s: a shard down for minutes must not flood (or
-    block on) the log."""
-    now = time.monotonic()
-    if now - _warned.get(message, float("-inf")) >= 10:
-        _warned[message] = now
-        log.warning("%s (%s)", message, type(error).__name__)
-
-
-def _site_record(name: str, raw: str | None) -> Site | None:
-    return Site.from_json(name, raw) if raw else BUILTIN_SITES.get(name)
 
 
 def _as_counts(raw: dict[str, str]) -> dict[str, int]:
