@@ -19,9 +19,10 @@ from gunicorn.http import wsgi
 
 from tests.servers import BROWSER_UA, Server, wait_until
 from widget import config
-from widget.cli import GUNICORN_CONF, admin_password_note, main
+from widget.cli import admin_password_note, main
 from widget.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_url
 from widget.internals import one_write_response
+from widget.serving import GUNICORN_CONF
 
 
 @pytest.fixture

@@ -34,9 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from widget.cli import GUNICORN_CONF as CONF  # noqa: E402
 from widget.config import DEFAULTS, REDIS_PRIORITY_CHOICES  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
+from widget.serving import GUNICORN_CONF as CONF  # noqa: E402
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36"
 WORKER_CLASSES = {
