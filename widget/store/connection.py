@@ -1,5 +1,7 @@
-"""The Redis client: `connect(url)` and the redis-py connection and pool subclasses it uses,
-so that a call fails fast, within one deadline, with a redis-py error."""
+"""The Redis client `connect(url)` builds for each mode, with its connections and pools.
+
+Every call fails fast, within one deadline, with a redis-py error, and waits within the same
+deadline for a free connection when all are busy."""
 
 from __future__ import annotations
 
