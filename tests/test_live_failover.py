@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tests.cluster import LocalCluster, LocalSentinel
+from tests.cluster import LocalCluster
 from tests.processes import ServerProcesses
 from tests.servers import SECRET, LiveServer, request_json, wait_until
 from tests.test_browser import wait_for_bar, wait_for_percents
@@ -284,51 +284,6 @@ def test_a_lost_subscription_ends_the_streams_and_refuses_new_ones_until_it_is_b
         assert vote(server, "demo", 2) == 2
         wait_until(lambda: reader.total == 2)  # and it delivers live again
         reader.leaving = True
-
-
-def test_on_sentinel_streams_follow_the_master_the_sentinels_name(tmp_path):
-    """1 master, 1 replica, 3 sentinels; two workers with streams open. The master is killed:
-    while no master answers, streams are ended and refused (the widget backs off and polls);
-    once the sentinels name the replica, the workers subscribe there and votes reach every
-    stream within 2 s."""
-    sentinel = LocalSentinel(tmp_path / "sentinel", down_after=2000).start()
-    server = ServerProcesses(tmp_path / "server", sentinel.url, workers=2)
-    readers: list[Reader] = []
-    try:
-        server.start()
-        assert vote(server, "demo", 0) == 1
-        readers = [Reader(server.url, "demo") for _ in range(6)]
-        wait_until(lambda: all(reader.total == 1 for reader in readers))
-
-        # A sentinel learns of the replica from the master's INFO, every 10 s: one that has
-        # not yet would find no replica to promote.
-        wait_until(lambda: all(replicas_known(sentinel, port) for port in sentinel.sentinel_ports))
-        old_master = sentinel.master()
-        sentinel.kill(old_master)
-        wait_until(lambda: sentinel.master() != old_master, timeout=30)
-        promoted_at = time.monotonic()
-        wait_until(lambda: vote_taken(server, "demo", 1), timeout=10)
-        wait_until(
-            lambda: all(reader.total == 2 for reader in readers),
-            timeout=promoted_at + 2.0 - time.monotonic(),
-        )
-        print(
-            f"\nSentinel failover: every stream heard a vote {time.monotonic() - promoted_at:.2f}"
-            f" s after the promotion; streams ended by the server: "
-            f"{sum(reader.ended for reader in readers)}; refused: "
-            f"{sum(len(reader.refused) for reader in readers)}"
-        )
-        for status, _, body in (r for reader in readers for r in reader.refused):
-            assert status == 503 and body["error"] in ("live_unavailable", "store_unavailable")
-    finally:
-        for reader in readers:
-            reader.leaving = True
-        server.stop()
-        sentinel.stop()
-
-
-def replicas_known(sentinel: LocalSentinel, port: int) -> bool:
-    return len(sentinel.node(port).sentinel_slaves(sentinel.name)) == len(sentinel.redis_ports) - 1
 
 
 def test_a_vote_made_while_the_subscription_was_lost_reaches_an_open_page(
