@@ -259,3 +259,33 @@ def test_chromium_shows_the_image_at_its_stated_size(client, live_server, page, 
     # Boxes, fills, lines and anti-aliased text: far more than a blank or one-colour image.
     assert colours > 20, colours
     assert page.errors == []
+
+
+def test_a_reader_without_javascript_sees_the_image_of_the_noscript_snippet(
+    client, live_server, browser
+):
+    vote(client, "angry", reader="reader-one-aaaaaaaaaaaa")
+    source = live_server.url + image_url().replace("&", "&amp;")
+    # The README's snippet, next to the bar it stands in for.
+    html = (
+        f'<script src="{live_server.url}/embed.js" data-site="demo" async></script>'
+        '<emoji-reactions data-article="first-post"></emoji-reactions>'
+        f'<noscript><img src="{source}" width="462" height="66" alt="Reactions"></noscript>'
+    )
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    images = []
+    page.on(
+        "response", lambda response: "/reactions.svg" in response.url and images.append(response)
+    )
+    with host_page(html) as url:
+        page.goto(url)
+        # Only a browser without scripting makes the <img> of a <noscript> an element.
+        wait_until(lambda: page.evaluate("document.querySelector('img')?.complete"))
+        natural = page.evaluate(
+            "(() => { const img = document.querySelector('img');"
+            " return [img.naturalWidth, img.naturalHeight]; })()"
+        )
+    context.close()
+    assert [response.status for response in images] == [200]
+    assert natural == [462, 66]
