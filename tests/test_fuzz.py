@@ -16,11 +16,12 @@ from tests.servers import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET
 from widget import create_app
 from widget.store import Site
 
-# (path, method, examples): up to 5,400 requests in all.
+# (path, method, examples): up to 5,800 requests in all.
 OPERATIONS = [
     ("/api/v1/reactions", "POST", 2300),
     ("/api/v1/reactions", "GET", 1500),
     ("/api/v1/reactions/batch", "GET", 1400),
+    ("/api/v1/reactions.svg", "GET", 400),
     ("/healthz", "GET", 100),
     ("/readyz", "GET", 100),
 ]

@@ -11,7 +11,7 @@ from redis import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import generate_etag, quote_etag
 
-from . import openapi, security
+from . import openapi, security, svg
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
@@ -140,6 +140,39 @@ def get_reactions():
     # docs/benchmarks.md, "CORS header on counts reads").
     response.headers.add("Access-Control-Allow-Origin", "*")
     return response
+
+
+# An SVG opened on its own must not run or fetch anything; its styles are attributes.
+IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+@bp.get("/reactions.svg")
+def get_reactions_image():
+    """The counts as an image, for readers without JavaScript: the JSON GET's figures, its
+    ETag and caching rules; errors stay JSON."""
+    site = known_site(request.args.get("site"))
+    article = normalize_article(request.args.get("article"))
+    theme = request.args.get("theme", "light")
+    if theme not in svg.THEMES:
+        raise InvalidField(f"'theme' must be one of {', '.join(svg.THEMES)}")
+    (counts,) = live_counts(site.name, [article])
+    summary, _ = encoded_counts(site.name, article, site.reactions, counts)
+    response = conditional_read(*encoded_image(summary, theme))
+    headers = response.headers
+    if response.status_code == 200:
+        headers["Content-Type"] = "image/svg+xml"
+    headers.add("Access-Control-Allow-Origin", "*")
+    headers.add("X-Content-Type-Options", "nosniff")
+    headers.add("Content-Security-Policy", IMAGE_CSP)
+    return response
+
+
+@functools.lru_cache(maxsize=512)
+def encoded_image(summary: bytes, theme: str) -> tuple[bytes, str]:
+    """The image of an article's read body and its ETag, drawn once per change of its counts
+    (and theme), from the very body the JSON GET answers."""
+    data = svg.render(_JSON_DECODER.decode(summary.decode("ascii")), theme).encode()
+    return data, generate_etag(data)
 
 
 @bp.get("/reactions/batch")

@@ -17,6 +17,7 @@ from .reactions import (
     MAX_URL_LENGTH,
     MIN_READER_LENGTH,
 )
+from .svg import THEMES
 
 # Text without control characters, with at least one character that is not a space: what
 # the server keeps of an article id once trimmed.
@@ -132,6 +133,35 @@ def document() -> dict:
                         **READ_ERRORS,
                     },
                 },
+            },
+            "/api/v1/reactions.svg": {
+                "get": {
+                    "operationId": "getReactionsImage",
+                    "summary": "Counts and percentages of one article as an SVG image",
+                    "description": "For readers without JavaScript (`<noscript>`, feeds, "
+                    "e-mail): the site's reactions with emoji, labels and the percentages of "
+                    "getReactions, at a size fixed by the number of reactions. Errors are "
+                    "JSON.",
+                    "parameters": [
+                        SITE,
+                        ARTICLE,
+                        {
+                            "name": "theme",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": list(THEMES)},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The image, with an accessible title and "
+                            "description of the figures",
+                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                        },
+                        "304": {"description": "Not modified since the ETag sent"},
+                        **READ_ERRORS,
+                    },
+                }
             },
             "/api/v1/stream": {
                 "get": {
