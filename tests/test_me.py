@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.servers import NO_LIMITS, PATIENT_REDIS, SECRET, wait_until
 from widget import create_app
+from widget.reactions import DEFAULT_REACTIONS
 from widget.store import Site, channel, counts_key, own_field, own_key, readers_key
 
 ORIGIN = "https://blog.example"
@@ -169,17 +172,39 @@ def test_a_token_in_the_url_or_no_valid_token_is_refused(client, store, blog, me
 
 
 @pytest.mark.parametrize(
-    ("site", "origin"),
-    [("blog", "https://evil.example"), ("blog", None), ("nosuch", ORIGIN)],
-    ids=["foreign-origin", "no-origin", "unknown-site"],
+    ("site", "headers"),
+    [
+        ("blog", {"Origin": "https://evil.example"}),
+        ("blog", {}),
+        # A same-origin request of this server's own page: not one the blog allows.
+        ("blog", {"Sec-Fetch-Site": "same-origin"}),
+        ("nosuch", {"Origin": ORIGIN}),
+    ],
+    ids=["foreign-origin", "no-origin", "this-servers-own-page", "unknown-site"],
 )
-def test_only_the_sites_own_pages_may_read_or_erase(client, store, blog, site, origin):
+def test_only_the_sites_own_pages_may_read_or_erase(client, store, blog, site, headers):
     vote(client, "first", "happy")
 
-    responses = [me(client, method, site=site, origin=origin) for method in ("GET", "DELETE")]
+    responses = [
+        client.open(
+            f"/api/v1/me?site={site}", method=method, headers={"X-Reader-Token": TOKEN} | headers
+        )
+        for method in ("GET", "DELETE")
+    ]
 
     assert [r.status_code for r in responses] == [403, 403]
     assert store.counts("blog", "first") == {"happy": 1}
+
+
+def test_the_demo_on_this_servers_own_origin_lists_without_an_origin_header(client):
+    """A browser sends no Origin with a same-origin GET; Sec-Fetch-Site says what it is."""
+    vote(client, "first", "happy", site="demo", origin="http://localhost")
+
+    response = client.get(
+        "/api/v1/me?site=demo", headers={"X-Reader-Token": TOKEN, "Sec-Fetch-Site": "same-origin"}
+    )
+
+    assert listed(response) == {("first", "happy")}
 
 
 def test_a_page_may_send_the_token_header_after_a_preflight(client, blog):
@@ -293,3 +318,42 @@ def test_an_erase_works_on_a_redis_cluster(redis_cluster):
         assert listed(me(client, site="clustered")) == set()
     finally:
         app.extensions["reactions_live"].stop()
+
+
+def test_in_the_bar_a_reader_lists_and_takes_back_their_reactions_by_keyboard(
+    page, live_server, store, redis_client
+):
+    """On a page with two bars of the demo site, the reader votes on both, opens "Your
+    reactions" with the keyboard, sees both, and takes them back: both bars show 0 again."""
+    html = (
+        "<title>Two posts</title>"
+        '<emoji-reactions data-article="first" data-title="First post"></emoji-reactions>'
+        '<emoji-reactions data-article="second" data-title="Second post"></emoji-reactions>'
+        '<script src="/embed.js" data-site="demo" data-live="off"></script>'
+    )
+    page.route(f"{live_server.url}/two-posts", lambda route: route.fulfill(body=html,
+               content_type="text/html"))  # fmt: skip
+    page.goto(f"{live_server.url}/two-posts")
+    bars = page.locator("emoji-reactions")
+    mine = bars.nth(0).locator("summary")
+    expect(mine).to_be_hidden()  # a new reader has nothing to list: the bar keeps its height
+    bars.nth(0).get_by_role("button", name=re.compile("^Happy")).click()
+    bars.nth(1).get_by_role("button", name=re.compile("^Sad")).click()
+    wait_until(lambda: store.counts("demo", "second") == {"sad": 1})
+
+    mine.focus()
+    page.keyboard.press("Enter")
+    items = bars.nth(0).locator("li")
+    happy, sad = DEFAULT_REACTIONS[0].emoji, DEFAULT_REACTIONS[1].emoji
+    expect(items).to_have_text([f"{happy} First post", f"{sad} Second post", "Take back all"])
+    page.keyboard.press("Tab")
+    expect(bars.nth(0).get_by_role("button", name="Take back all")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(items).to_have_text(["None"])
+    for bar in range(2):
+        expect(bars.nth(bar).get_by_role("button", name="Happy 0%")).to_be_visible()
+        expect(bars.nth(bar).get_by_role("button", name="Sad 0%")).to_be_visible()
+        assert bars.nth(bar).locator("[aria-pressed=true]").count() == 0
+    assert store.counts("demo", "first") == store.counts("demo", "second") == {}
+    assert page.errors == []

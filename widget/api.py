@@ -15,6 +15,7 @@ from . import openapi, security
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
+    OriginNotAllowed,
     Reaction,
     UnknownSite,
     normalize_article,
@@ -244,7 +245,14 @@ def readers_own_reactions():
         raise InvalidField(
             f"send the reader token in the {READER_TOKEN_HEADER} header, never in the URL"
         )
-    security.require_allowed_origin(req, site)
+    if not req.headers.get("Origin") and req.headers.get("Sec-Fetch-Site") == "same-origin":
+        # A browser sends no Origin with a GET to its page's own origin (the demo page);
+        # Sec-Fetch-Site, which no script can set, says that is where it comes from.
+        own = f"{req.scheme}://{req.host}"
+        if not site.allows(own, security.own_origin(req, site, own)):
+            raise OriginNotAllowed(f"this server's own pages may not read site '{site.name}'")
+    else:
+        security.require_allowed_origin(req, site)
     if token is None:
         raise InvalidField(f"send the reader token in the {READER_TOKEN_HEADER} header")
     reader = store.reader_hash(site.name, validate_reader(token))
