@@ -105,6 +105,7 @@ def test_an_erase_takes_every_reaction_back_at_once(client, store, redis_client,
         published[message["channel"].rsplit(":", 1)[1]] = message["data"]
     subscription.close()
     assert published == {a: "sad,1" if n % 2 else "happy,1" for n, a in enumerate(articles)}
+    assert client.get("/api/v1/reactions?site=blog&article=post-0").json["total"] == 1
     # The statistics, folded, count what is left; a second erase finds nothing to take back.
     top = store.top_articles("blog", None, 0, 10)
     assert {a.article: a.total for a in top} == dict.fromkeys(articles, 1)
