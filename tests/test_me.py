@@ -9,10 +9,12 @@ import threading
 from collections import Counter
 
 import pytest
+from click.testing import CliRunner
 from playwright.sync_api import expect
 
 from tests.servers import NO_LIMITS, PATIENT_REDIS, SECRET, wait_until
 from widget import create_app
+from widget.cli import main
 from widget.reactions import DEFAULT_REACTIONS
 from widget.store import Site, channel, counts_key, own_field, own_key, readers_key
 
@@ -358,3 +360,28 @@ def test_in_the_bar_a_reader_lists_and_takes_back_their_reactions_by_keyboard(
         assert bars.nth(bar).locator("[aria-pressed=true]").count() == 0
     assert store.counts("demo", "first") == store.counts("demo", "second") == {}
     assert page.errors == []
+
+
+def test_choices_made_before_the_index_are_listed_and_erased_once_indexed(
+    client, store, redis_client, redis_url, blog
+):
+    """A site upgraded from a version without the index: its readers' choices (kept in each
+    article's readers hash) are found once `reactions sites index-readers` has run."""
+    reader = store.reader_hash("blog", TOKEN)
+    for article in ("first", "second"):
+        vote(client, article, "happy")
+        vote(client, article, "sad", token=OTHER_TOKEN)
+    redis_client.delete(
+        own_key("blog", reader), own_key("blog", store.reader_hash("blog", OTHER_TOKEN))
+    )
+    assert listed(me(client)) == set()
+
+    runner = CliRunner(env={"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET})
+    result = runner.invoke(main, ["sites", "index-readers", "blog"])
+
+    assert result.exit_code == 0, result.output
+    assert "4 earlier reactions" in result.output
+    assert listed(me(client)) == {("first", "happy"), ("second", "happy")}
+    assert listed(me(client, "DELETE")) == {("first", "happy"), ("second", "happy")}
+    assert store.counts("blog", "first") == store.counts("blog", "second") == {"sad": 1}
+    assert store.index_own_reactions("blog") == 0  # once is enough

@@ -19,6 +19,9 @@ from widget.store import (
     IMPORT_ARGS,
     IMPORT_KEYS,
     IMPORT_SCRIPT,
+    INDEX_READERS_ARGS,
+    INDEX_READERS_KEYS,
+    INDEX_READERS_SCRIPT,
     MINE_ARGS,
     MINE_KEYS,
     MINE_SCRIPT,
@@ -41,6 +44,7 @@ from widget.store import (
     import_arguments,
     imported_key,
     index_key,
+    index_readers_arguments,
     meta_key,
     mine_arguments,
     new_articles_key,
@@ -165,6 +169,19 @@ SCRIPTS = [
         id="mine",
     ),
     pytest.param(
+        "index_readers",
+        INDEX_READERS_KEYS,
+        INDEX_READERS_ARGS,
+        lambda: index_readers_arguments("blog", ARTICLE, [READER, "f" * 32]),
+        ARTICLE_VALUES
+        | FOLD_VALUES
+        | {
+            "article_numbers_key": article_numbers_key("blog"),
+            "*entries": ["rx:{blog}:m:0123", "456789abcdef", "rx:{blog}:m:ffff", "f" * 12],
+        },
+        id="index_readers",
+    ),
+    pytest.param(
         "fold_pending",
         FOLD_KEYS,
         FOLD_ARGS,
@@ -260,8 +277,8 @@ def test_every_key_of_a_script_lives_in_the_site_slot_of_a_cluster(
 
 @pytest.mark.parametrize(
     "text",
-    [FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, IMPORT_SCRIPT, MINE_SCRIPT],
-    ids=["fold_pending", "vote", "reset", "import", "mine"],
+    [FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, IMPORT_SCRIPT, MINE_SCRIPT, INDEX_READERS_SCRIPT],
+    ids=["fold_pending", "vote", "reset", "import", "mine", "index_readers"],
 )
 def test_every_script_compiles_in_redis(redis_client, text):
     sha = redis_client.script_load(text)
@@ -269,7 +286,7 @@ def test_every_script_compiles_in_redis(redis_client, text):
 
 
 def test_every_lua_file_is_a_script_or_the_fold_they_share():
-    loaded = {"fold", "fold_pending", "vote", "reset", "import", "mine"}
+    loaded = {"fold", "fold_pending", "vote", "reset", "import", "mine", "index_readers"}
     assert {path.stem for path in LUA_DIR.glob("*.lua")} == loaded
     folding = (FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, MINE_SCRIPT)
     assert all(read_lua("fold") in text for text in folding)

@@ -56,6 +56,7 @@ VOTE_SCRIPT = FOLD_LUA + read_lua("vote")
 RESET_SCRIPT = FOLD_LUA + read_lua("reset")
 IMPORT_SCRIPT = read_lua("import")
 MINE_SCRIPT = FOLD_LUA + read_lua("mine")
+INDEX_READERS_SCRIPT = read_lua("index_readers")
 
 VOTE_KEYS = (
     "counts_key",
@@ -298,3 +299,16 @@ def mine_arguments(
         FOLD_AT,
     ]
     return keys, args
+
+
+INDEX_READERS_KEYS = ("meta_key", "article_numbers_key", "stats_key")
+INDEX_READERS_ARGS = ("article", "*entries")
+
+
+def index_readers_arguments(site: str, article: str, readers: list[str]) -> tuple[list[str], list]:
+    """KEYS and ARGV of the script that adds `readers` (hashes) of an article to their own
+    index, in the order of INDEX_READERS_KEYS and INDEX_READERS_ARGS."""
+    entries = []
+    for reader in readers:
+        entries += [own_key(site, reader), own_field(reader)]
+    return [meta_key(site), article_numbers_key(site), stats_key(site)], [article, *entries]

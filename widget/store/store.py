@@ -44,11 +44,13 @@ from .records import (
 from .scripts import (
     FOLD_SCRIPT,
     IMPORT_SCRIPT,
+    INDEX_READERS_SCRIPT,
     MINE_SCRIPT,
     RESET_SCRIPT,
     VOTE_SCRIPT,
     fold_script_arguments,
     import_arguments,
+    index_readers_arguments,
     mine_arguments,
     reset_arguments,
     vote_arguments,
@@ -84,6 +86,7 @@ class Store(AdminLogin):
         self._import = self.client.register_script(IMPORT_SCRIPT)
         self._fold = self.client.register_script(FOLD_SCRIPT)
         self._mine = self.client.register_script(MINE_SCRIPT)
+        self._index_readers = self.client.register_script(INDEX_READERS_SCRIPT)
 
     def _run(self, script, keys: list[str], args: list) -> object:
         """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
@@ -280,6 +283,20 @@ class Store(AdminLogin):
             if erase:
                 self._changed(site, article, decode_counts(counts))
         return found
+
+    def index_own_reactions(self, site: str, batch: int = 500) -> int:
+        """Adds every reader of the site's articles to their own index, so that choices made
+        before the index existed can be listed and taken back too; returns how many entries
+        were added (0 when run again). A batch of one article's readers per call."""
+        added = 0
+        for article, _ in self.client.hscan_iter(meta_key(site), count=batch):
+            readers = [
+                r for r, _ in self.client.hscan_iter(readers_key(site, article), count=batch)
+            ]
+            for start in range(0, len(readers), batch):
+                keys, args = index_readers_arguments(site, article, readers[start : start + batch])
+                added += int(self._run(self._index_readers, keys, args))
+        return added
 
     def reset_article(self, site: Site, article: str) -> int:
         keys, args = reset_arguments(site, article)
