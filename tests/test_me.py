@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -385,3 +386,29 @@ def test_choices_made_before_the_index_are_listed_and_erased_once_indexed(
     assert listed(me(client, "DELETE")) == {("first", "happy"), ("second", "happy")}
     assert store.counts("blog", "first") == store.counts("blog", "second") == {"sad": 1}
     assert store.index_own_reactions("blog") == 0  # once is enough
+
+
+def test_an_erase_reaches_the_open_streams_of_another_process(client, store, redis_url, blog):
+    other = create_app({"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET} | NO_LIMITS)
+    hub = other.extensions["reactions_live"]
+    hub.start()
+    try:
+        wait_until(hub.connected.is_set)
+        for article in ("first", "second"):
+            vote(client, article, "happy")
+            vote(client, article, "sad", token=OTHER_TOKEN)
+        inboxes = {article: hub.open("blog", article) for article in ("first", "second")}
+
+        me(client, "DELETE")
+
+        for article, inbox in inboxes.items():
+            # The votes' own events may come first: read on until the erase's.
+            def erased(inbox=inbox, article=article):
+                event = json.loads(inbox.get(timeout=5).split("data: ", 1)[1])
+                counts = {r["id"]: r["count"] for r in event["reactions"] if r["count"]}
+                return event["article"] == article and counts == {"sad": 1}
+
+            wait_until(erased, timeout=5)
+            hub.close("blog", article, inbox)
+    finally:
+        hub.stop()
