@@ -17,7 +17,15 @@ from tests.servers import NO_LIMITS, PATIENT_REDIS, SECRET, wait_until
 from widget import create_app
 from widget.cli import main
 from widget.reactions import DEFAULT_REACTIONS
-from widget.store import Site, channel, counts_key, own_field, own_key, readers_key
+from widget.store import (
+    Site,
+    channel,
+    counts_key,
+    index_key,
+    own_field,
+    own_key,
+    readers_key,
+)
 
 ORIGIN = "https://blog.example"
 TOKEN = "reader-token-aaaaaaaaaaaa"
@@ -113,6 +121,8 @@ def test_an_erase_takes_every_reaction_back_at_once(client, store, redis_client,
     top = store.top_articles("blog", None, 0, 10)
     assert {a.article: a.total for a in top} == dict.fromkeys(articles, 1)
     assert store.site_stats([blog])[0].total == len(articles)
+    happy = redis_client.zmscore(index_key("blog", "happy"), articles)
+    assert happy == [0 if n % 2 else 1 for n in range(len(articles))]
     assert listed(me(client, "DELETE")) == set()
     assert all(min(store.counts("blog", a).values()) == 1 for a in articles)
 
