@@ -5,9 +5,11 @@
 Loads the articles (every one with all six reactions counted) and the reader choices through
 the real vote script into an embedded Redis, then reports bytes per article's counters
 (`MEMORY USAGE` of the counts hash, sampled) and per reader choice (growth of `used_memory`
-per choice, and `MEMORY USAGE` of reader hashes), with each key's encoding. The reference in
-the same run is the same data as plain Redis strings (one key per counter), the naive layout.
-Goal: at most 200 bytes per article's counters, in Redis's compact hash encoding.
+per choice, which includes the readers' own index, and `MEMORY USAGE` of reader hashes and of
+the index's buckets), with each key's encoding. Readers are named by their HMAC, as the
+server names them. The reference in the same run is the same data as plain Redis strings (one
+key per counter), the naive layout. Goals: at most 200 bytes per article's counters, in
+Redis's compact hash encoding; at most 60 bytes of growth per reader choice.
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ sys.path.insert(0, ROOT)
 
 from widget import create_app  # noqa: E402
 from widget.embedded_redis import EmbeddedRedis  # noqa: E402
-from widget.store import VOTE_SCRIPT, Limits, counts_key, readers_key, vote_arguments  # noqa: E402
+from widget.store import (  # noqa: E402
+    VOTE_SCRIPT,
+    Limits,
+    counts_key,
+    readers_key,
+    vote_arguments,
+)
+
+try:  # the readers' own index, where this version has one
+    from widget.store import article_numbers_key, own_key  # noqa: E402
+except ImportError:
+    article_numbers_key = own_key = None
 
 
 def vote_all(store, votes, now) -> None:
     site = store.get_site("demo")
     sha = store.client.script_load(VOTE_SCRIPT)
     pipe = store.client.pipeline(transaction=False)
-    for article, reader, reaction in votes:
+    for article, name, reaction in votes:
+        reader = store.reader_hash("demo", name)  # as the server names a reader
         keys, args = vote_arguments(site, article, reader, reaction, "", "", now, "", Limits())
         pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
         if len(pipe) >= 5000:
@@ -51,7 +65,9 @@ def main() -> None:
     now = time.time()
 
     with tempfile.TemporaryDirectory() as data, EmbeddedRedis(data, persistent=False) as server:
-        store = create_app({"REDIS_URL": server.url}).extensions["reactions"]
+        # A patient client: a pipeline of 5,000 votes takes longer than the server's deadline.
+        app = create_app({"REDIS_URL": server.url, "REACTIONS_REDIS_TIMEOUT": 30})
+        store = app.extensions["reactions"]
         # Measuring walks big hashes: a patient client, not the server's 0.5 s one.
         client = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=120)
         started = time.perf_counter()
@@ -89,6 +105,12 @@ def main() -> None:
         reader_bytes = sum(client.memory_usage(k, samples=0) for k in reader_hashes)
         reader_entries = sum(client.hlen(k) for k in reader_hashes)
         reader_encodings = {client.object("encoding", k) for k in reader_hashes}
+        if own_key:
+            buckets = {own_key("demo", f"{n:04x}") for n in rng.sample(range(65536), 2000)}
+            own_bytes = sum(client.memory_usage(k, samples=0) or 0 for k in buckets)
+            own_entries = sum(client.hlen(k) for k in buckets)
+            own_encodings = {client.object("encoding", k) for k in buckets if client.exists(k)}
+            numbers = client.memory_usage(article_numbers_key("demo"), samples=0)
 
         # The naive reference: one string key per counter, for the same sample (in db 1).
         naive_db = redis.Redis.from_url(server.url, db=1, socket_timeout=120)
@@ -109,6 +131,13 @@ def main() -> None:
           f"(the hash takes {per_article / naive:.2f} x)")  # fmt: skip
     print(f"reader choice, in its article's hash:     {reader_bytes / reader_entries:7.1f} bytes  "
           f"encoding {', '.join(sorted(reader_encodings))}")  # fmt: skip
+    if own_key:
+        print(f"own index entry per reader (bucket):      {own_bytes / own_entries:7.1f} bytes  "
+              f"encoding {', '.join(sorted(own_encodings))}, "
+              f"{own_entries / len(buckets):.1f} readers a bucket")  # fmt: skip
+        print(
+            f"article numbers (id by number) per article: {numbers / options.articles:5.1f} bytes"
+        )
     print(
         f"used_memory growth per reader choice:     "
         f"{(after_readers - after_articles) / options.readers:7.1f} bytes (all keys a vote touches)"

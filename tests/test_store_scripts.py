@@ -19,6 +19,12 @@ from widget.store import (
     IMPORT_ARGS,
     IMPORT_KEYS,
     IMPORT_SCRIPT,
+    INDEX_READERS_ARGS,
+    INDEX_READERS_KEYS,
+    INDEX_READERS_SCRIPT,
+    MINE_ARGS,
+    MINE_KEYS,
+    MINE_SCRIPT,
     RESET_ARGS,
     RESET_KEYS,
     RESET_SCRIPT,
@@ -28,6 +34,7 @@ from widget.store import (
     Limits,
     Site,
     address_rate_key,
+    article_numbers_key,
     channel,
     client_rate_key,
     counts_key,
@@ -37,8 +44,13 @@ from widget.store import (
     import_arguments,
     imported_key,
     index_key,
+    index_readers_arguments,
     meta_key,
+    mine_arguments,
     new_articles_key,
+    own_field,
+    own_key,
+    own_rate_key,
     pending_key,
     reaction_index_prefix,
     readers_key,
@@ -60,6 +72,7 @@ ARTICLE = "post-1"
 NOW = 1_700_000_123.75
 URL = "https://blog.example/post-1"
 IDS = [r.id for r in SITE.all_reactions]
+READER = "0123456789abcdef0123456789abcdef"
 FOLD_VALUES = {
     "pending_key": pending_key("blog"),
     "index_key": index_key("blog"),
@@ -90,7 +103,7 @@ SCRIPTS = [
         lambda: vote_arguments(
             SITE,
             ARTICLE,
-            "reader-hash",
+            READER,
             IDS[1],
             URL,
             "First post",
@@ -112,7 +125,7 @@ SCRIPTS = [
             "site_rate_key": site_rate_key("blog", int(NOW)),
             "new_articles_key": new_articles_key("blog", int(NOW // 3600)),
             "address_rate_key": address_rate_key("blog", "address-hash", int(NOW // 60)),
-            "reader": "reader-hash",
+            "reader": READER,
             "wanted": IDS[1],
             "now": "1700000123",
             "client_limit": 11,
@@ -122,8 +135,51 @@ SCRIPTS = [
             "fold_at": FOLD_AT,
             "origin": "https://blog.example",
             "address_limit": 44,
+            "own_key": own_key("blog", READER),
+            "own_field": "456789abcdef",
+            "article_numbers_key": article_numbers_key("blog"),
         },
         id="vote",
+    ),
+    pytest.param(
+        "mine",
+        MINE_KEYS,
+        MINE_ARGS,
+        lambda: mine_arguments(
+            "blog", READER, True, ARTICLE, NOW, "address-hash", Limits(own_data_per_minute=55)
+        ),
+        FOLD_VALUES
+        | ARTICLE_VALUES
+        | {
+            "own_key": "rx:{blog}:m:0123",
+            "article_numbers_key": article_numbers_key("blog"),
+            "own_rate_key": own_rate_key("blog", "address-hash", int(NOW // 60)),
+            "own_field": own_field(READER),
+            "reader": READER,
+            "erase": "1",
+            "only": ARTICLE,
+            "counts_prefix": counts_key("blog", ""),
+            "readers_prefix": readers_key("blog", ""),
+            "channel_prefix": channel("blog", ""),
+            "now": "1700000123",
+            "day": utc_day(NOW),
+            "own_limit": 55,
+            "fold_at": FOLD_AT,
+        },
+        id="mine",
+    ),
+    pytest.param(
+        "index_readers",
+        INDEX_READERS_KEYS,
+        INDEX_READERS_ARGS,
+        lambda: index_readers_arguments("blog", ARTICLE, [READER, "f" * 32]),
+        ARTICLE_VALUES
+        | FOLD_VALUES
+        | {
+            "article_numbers_key": article_numbers_key("blog"),
+            "*entries": ["rx:{blog}:m:0123", "456789abcdef", "rx:{blog}:m:ffff", "f" * 12],
+        },
+        id="index_readers",
     ),
     pytest.param(
         "fold_pending",
@@ -221,8 +277,8 @@ def test_every_key_of_a_script_lives_in_the_site_slot_of_a_cluster(
 
 @pytest.mark.parametrize(
     "text",
-    [FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, IMPORT_SCRIPT],
-    ids=["fold_pending", "vote", "reset", "import"],
+    [FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, IMPORT_SCRIPT, MINE_SCRIPT, INDEX_READERS_SCRIPT],
+    ids=["fold_pending", "vote", "reset", "import", "mine", "index_readers"],
 )
 def test_every_script_compiles_in_redis(redis_client, text):
     sha = redis_client.script_load(text)
@@ -230,6 +286,7 @@ def test_every_script_compiles_in_redis(redis_client, text):
 
 
 def test_every_lua_file_is_a_script_or_the_fold_they_share():
-    loaded = {"fold", "fold_pending", "vote", "reset", "import"}
+    loaded = {"fold", "fold_pending", "vote", "reset", "import", "mine", "index_readers"}
     assert {path.stem for path in LUA_DIR.glob("*.lua")} == loaded
-    assert all(read_lua("fold") in text for text in (FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT))
+    folding = (FOLD_SCRIPT, VOTE_SCRIPT, RESET_SCRIPT, MINE_SCRIPT)
+    assert all(read_lua("fold") in text for text in folding)

@@ -45,6 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         per_site_second=settings["REACTIONS_SITE_RATE_PER_SECOND"],
         new_articles_hour=settings["REACTIONS_NEW_ARTICLES_PER_HOUR"],
         per_address_minute=settings["REACTIONS_ADDRESS_RATE_PER_MINUTE"],
+        own_data_per_minute=settings["REACTIONS_OWN_DATA_RATE_PER_MINUTE"],
     )
     app.extensions["reactions"] = Store(
         client, secret=settings["REACTIONS_SECRET_KEY"], limits=limits

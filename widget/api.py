@@ -15,11 +15,13 @@ from . import openapi, security, svg
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
+    OriginNotAllowed,
     Reaction,
     UnknownSite,
     normalize_article,
     parse_vote,
     percentages,
+    validate_reader,
     validate_site,
 )
 from .store import Site, Store, current_store
@@ -248,6 +250,52 @@ def post_reaction():
     data = encode_summary(site.name, article, site.reactions, counts, extra)
     response = Response(data, content_type="application/json")
     response.headers.add("Cache-Control", "no-store")  # a new response has none
+    return response
+
+
+# The reader's token for /me: a header, so it is never written to a URL, a log or a history.
+READER_TOKEN_HEADER = "X-Reader-Token"
+
+
+@bp.route("/me", methods=["OPTIONS"])
+def preflight_me():
+    return security.preflight(request, "GET, DELETE", f"Content-Type, {READER_TOKEN_HEADER}")
+
+
+@bp.route("/me", methods=["GET", "DELETE"], provide_automatic_options=False)
+def readers_own_reactions():
+    """A reader's own reactions on a site: GET lists them, DELETE takes them all back (or
+    only `article`'s) and answers what it took back. Only from the site's allowed origins,
+    like a vote, and the token only in its header."""
+    req = request._get_current_object()
+    store = current_store()
+    site = known_site(req.args.get("site"))
+    origin = security.readable_origin(req)
+    if origin:
+        after_this_request(functools.partial(security.allow_write_origin, origin=origin))
+    token = req.headers.get(READER_TOKEN_HEADER)
+    if {"reader", "token"} & req.args.keys() or (token and token in req.query_string.decode()):
+        raise InvalidField(
+            f"send the reader token in the {READER_TOKEN_HEADER} header, never in the URL"
+        )
+    if not req.headers.get("Origin") and req.headers.get("Sec-Fetch-Site") == "same-origin":
+        # A browser sends no Origin with a GET to its page's own origin (the demo page);
+        # Sec-Fetch-Site, which no script can set, says that is where it comes from.
+        own = f"{req.scheme}://{req.host}"
+        if not site.allows(own, security.own_origin(req, site, own)):
+            raise OriginNotAllowed(f"this server's own pages may not read site '{site.name}'")
+    else:
+        security.require_allowed_origin(req, site)
+    if token is None:
+        raise InvalidField(f"send the reader token in the {READER_TOKEN_HEADER} header")
+    reader = store.reader_hash(site.name, validate_reader(token))
+    erase = req.method == "DELETE"
+    only = normalize_article(req.args["article"]) if erase and "article" in req.args else ""
+    found = store.own_reactions(
+        site.name, reader, erase, only, address=security.address_fingerprint(store, req)
+    )
+    response = jsonify(site=site.name, reactions=[r.as_dict() for r in found])
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -315,6 +315,16 @@ def sites_list() -> None:
             click.echo(f"{site.name}\t{shown_origins(site)}")
 
 
+@sites.command("index-readers")
+@click.argument("name")
+def sites_index_readers(name: str) -> None:
+    """Let readers list and take back the reactions they gave on site NAME before this
+    version (once, after upgrading; running it again changes nothing)."""
+    with open_store() as store:
+        added = store.index_own_reactions(name)
+    click.echo(f"Site '{name}': {added} earlier reactions indexed for their readers.")
+
+
 @sites.command("remove")
 @click.argument("name")
 def sites_remove(name: str) -> None:

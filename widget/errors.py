@@ -50,6 +50,7 @@ def register(app: Flask) -> None:
             "address": "too many reactions from this network; wait a little",
             "site": "this site is taking too many reactions right now; try again shortly",
             "articles": "this site gained too many new articles this hour",
+            "own": "too many reads of readers' own reactions from this network; wait a little",
         }[error.scope]
         response = error_response(429, "rate_limited", detail)
         response.headers["Retry-After"] = str(error.retry_after)

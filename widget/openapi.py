@@ -67,6 +67,25 @@ READ_ERRORS = {
 }
 
 
+READER_TOKEN = {
+    "name": "X-Reader-Token",
+    "in": "header",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]+$",
+        "minLength": MIN_READER_LENGTH,
+        "maxLength": MAX_READER_LENGTH,
+    },
+}
+OWN_ERRORS = {
+    "400": _error("A parameter or the token is missing or invalid, or the token is in the URL"),
+    "403": _error("Unknown site, or an origin the site does not allow"),
+    "429": _error("Too many reads or erases from this network; see Retry-After"),
+    "503": UNAVAILABLE,
+}
+
+
 def document() -> dict:
     return {
         "openapi": "3.0.3",
@@ -190,6 +209,31 @@ def document() -> dict:
                     },
                 }
             },
+            "/api/v1/me": {
+                "get": {
+                    "operationId": "getOwnReactions",
+                    "summary": "The reactions a reader has given on a site",
+                    "description": "Only from the site's allowed origins (Origin header). "
+                    "The reader's token goes in the X-Reader-Token header; one in the URL is "
+                    "refused.",
+                    "parameters": [SITE, READER_TOKEN],
+                    "responses": {
+                        "200": _json("Every reaction the reader has on the site", "Own"),
+                        **OWN_ERRORS,
+                    },
+                },
+                "delete": {
+                    "operationId": "eraseOwnReactions",
+                    "summary": "Take back every reaction a reader has given on a site",
+                    "description": "One atomic step with the counts. With `article`, only "
+                    "that article's reaction.",
+                    "parameters": [SITE, {**ARTICLE, "required": False}, READER_TOKEN],
+                    "responses": {
+                        "200": _json("The reactions taken back", "Own"),
+                        **OWN_ERRORS,
+                    },
+                },
+            },
             "/healthz": {
                 "get": {
                     "operationId": "health",
@@ -265,6 +309,26 @@ def document() -> dict:
                             "type": "object",
                             "additionalProperties": {"$ref": "#/components/schemas/Counts"},
                         }
+                    },
+                },
+                "Own": {
+                    "type": "object",
+                    "required": ["site", "reactions"],
+                    "properties": {
+                        "site": {"type": "string"},
+                        "reactions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["article", "reaction", "url", "title"],
+                                "properties": {
+                                    "article": {"type": "string"},
+                                    "reaction": {"type": "string"},
+                                    "url": {"type": "string"},
+                                    "title": {"type": "string"},
+                                },
+                            },
+                        },
                     },
                 },
                 "Vote": {

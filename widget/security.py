@@ -167,16 +167,18 @@ def allow_write_origin(response: Response, origin: str) -> Response:
     return response
 
 
-def preflight(request: Request) -> Response:
-    """Answer a write preflight for any http(s) origin; the POST itself is checked against
+def preflight(
+    request: Request, methods: str = "GET, POST", headers: str = "Content-Type"
+) -> Response:
+    """Answer a write preflight for any http(s) origin; the request itself is checked against
     the site's allowlist, which the preflight (no body) cannot know."""
     response = Response(status=204)
     origin = readable_origin(request)
     response.vary.add("Origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = methods
+        response.headers["Access-Control-Allow-Headers"] = headers
         response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 

@@ -13,6 +13,7 @@
   const live = option('live', 'stream'); // stream | poll | off
   const pollMs = Math.max(2, +option('poll', 10) || 10) * 1e3;
   const api = new URL('api/v1/reactions', script?.src || location.href).href;
+  const me = api.replace(/reactions$/, 'me?site=');
   const bars = new Map(); // "site article" -> Set of elements showing it
   const links = new Map(); // "site article" -> live connection state
   const pending = new Map(); // site -> Set of articles waiting for the batch GET
@@ -139,6 +140,7 @@ b,span,small{position:relative;overflow:hidden;text-overflow:ellipsis;white-spac
 b{font:22px/1.2 "Noto Color Emoji",sans-serif}\
 [aria-pressed=true]{font-weight:600}\
 p{margin:4px 0 0}p:empty{display:none}\
+details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:6px 10px}\
 @media (prefers-reduced-motion:no-preference){i{transition:height .3s}}`;
   let sheet;
   try {
@@ -181,7 +183,12 @@ p{margin:4px 0 0}p:empty{display:none}\
         this.list.ariaLabel = this.getAttribute('aria-label') || 'Reactions';
         this.status = el('p', '', 'status');
         this.status.role = 'status';
-        root.append(this.list, this.status);
+        // The reader's own reactions on this site (GET /me when opened), shown once the
+        // reader has one, so a new reader's bar keeps the height the README says to reserve.
+        this.own = el('details', '', 'mine');
+        this.own.append(el('summary', 'Your reactions'), el('ul'));
+        this.own.ontoggle = () => this.own.open && this.yours();
+        root.append(this.list, this.status, this.own);
         this.chain = Promise.resolve();
       }
       // The canonical URL is the page's identity, query and all (WordPress's plain permalinks
@@ -231,12 +238,37 @@ p{margin:4px 0 0}p:empty{display:none}\
           return button;
         }));
       }
+      this.own.hidden = !this.own.open && !Object.keys(load().c || {}).some((k) => k.startsWith(this.site + ' '));
       reactions.forEach((r, i) => {
         const button = this.list.children[i];
         button.ariaPressed = r.id === this.mine;
         button.firstChild.style.height = percents[i] + '%';
         button.lastChild.textContent = percents[i] + '%';
       });
+    }
+
+    // Lists the reader's reactions on the site; with DELETE, takes them all back, and every
+    // bar of the site on the page reads its counts again.
+    yours(method) {
+      const list = this.own.lastChild;
+      const token = load().t;
+      const shown = ({ reactions }) => {
+        const emoji = (id) => this.data?.reactions.find((r) => r.id == id)?.emoji || id;
+        if (method) {
+          reactions.forEach((r) => choice(this.site + ' ' + r.article, null));
+          bars.forEach((set) => set.forEach((bar) => bar.site == this.site && add(pending, bar.site, bar.article)));
+          flush(reactions = []);
+        }
+        // The button only while there is something to take back: the bar's own are its six.
+        const all = el('li', reactions.length ? '' : 'None');
+        const erase = el('button', 'Take back all');
+        erase.onclick = () => this.yours('DELETE');
+        if (reactions.length) all.append(erase);
+        list.replaceChildren(...reactions.map((r) => el('li', emoji(r.reaction) + ' ' + (r.title || r.article))), all);
+      };
+      if (!token) return shown({ reactions: [] });
+      request(me + encodeURIComponent(this.site), { method, headers: { 'X-Reader-Token': token } })
+        .then(shown, (error) => list.replaceChildren(el('li', refusal(error))));
     }
 
     choose(id) {

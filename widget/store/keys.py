@@ -59,6 +59,36 @@ def pending_key(site: str) -> str:
     return f"rx:{{{site}}}:pending"
 
 
+def article_numbers_key(site: str) -> str:
+    """HASH article number -> article id: the reverse of the number in each article's meta
+    record (`"n"`), which is what a reader's own index (`own_key`) keeps."""
+    return f"rx:{{{site}}}:ids"
+
+
+# How much of a reader's hash names its bucket (`own_key`), and how much is its field there.
+OWN_BUCKET_CHARS = 4
+OWN_FIELD_CHARS = 12
+
+
+def own_key(site: str, reader: str) -> str:
+    """The bucket of a reader's own index: HASH reader field (`own_field`) -> the numbers of
+    the articles the reader has a reaction on, comma-separated. Buckets of the reader hash's
+    first 4 hex characters (65,536 a site) stay small enough for Redis's compact encoding."""
+    return f"rx:{{{site}}}:m:{reader[:OWN_BUCKET_CHARS]}"
+
+
+def own_field(reader: str) -> str:
+    """The reader's field in `own_key`: the next 12 hex characters of its hash (64 bits in
+    all). Two readers sharing them would only see each other's articles looked up, never
+    listed: every entry is checked against the article's readers hash, full hash and all."""
+    return reader[OWN_BUCKET_CHARS : OWN_BUCKET_CHARS + OWN_FIELD_CHARS]
+
+
+def own_rate_key(site: str, address: str, minute: int) -> str:
+    """Reads and erases of readers' own data from one address block that minute."""
+    return f"rx:{{{site}}}:ro:{address}:{minute}"
+
+
 def channel(site: str, article: str) -> str:
     return f"rx:{{{site}}}:ch:{article}"
 

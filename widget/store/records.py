@@ -71,13 +71,14 @@ BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
 @dataclass(frozen=True)
 class Limits:
     """How many votes a client (address + user agent) and an address block may send to a site
-    per minute, a site may take per second, and how many new articles a site may gain per
-    hour."""
+    per minute, a site may take per second, how many new articles a site may gain per hour,
+    and how many reads and erases of readers' own data an address block may make per minute."""
 
     per_client_minute: int = 1_000_000
     per_site_second: int = 1_000_000
     new_articles_hour: int = 1_000_000
     per_address_minute: int = 1_000_000
+    own_data_per_minute: int = 1_000_000
 
 
 class RateLimited(Exception):
@@ -93,6 +94,24 @@ class SiteStats:
     total: int
     articles: int
     last: float | None
+
+
+@dataclass(frozen=True)
+class OwnReaction:
+    """A reaction a reader has given (or just took back), with its article's title and URL."""
+
+    article: str
+    reaction: str
+    url: str = ""
+    title: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "article": self.article,
+            "reaction": self.reaction,
+            "url": self.url,
+            "title": self.title,
+        }
 
 
 @dataclass(frozen=True)

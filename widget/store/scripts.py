@@ -15,6 +15,7 @@ from .days import utc_day
 from .keys import (
     DAY_RETENTION_SECONDS,
     address_rate_key,
+    article_numbers_key,
     channel,
     client_rate_key,
     counts_key,
@@ -24,6 +25,9 @@ from .keys import (
     index_key,
     meta_key,
     new_articles_key,
+    own_field,
+    own_key,
+    own_rate_key,
     pending_key,
     reaction_index_prefix,
     readers_key,
@@ -51,6 +55,8 @@ FOLD_SCRIPT = FOLD_LUA + read_lua("fold_pending")
 VOTE_SCRIPT = FOLD_LUA + read_lua("vote")
 RESET_SCRIPT = FOLD_LUA + read_lua("reset")
 IMPORT_SCRIPT = read_lua("import")
+MINE_SCRIPT = FOLD_LUA + read_lua("mine")
+INDEX_READERS_SCRIPT = read_lua("index_readers")
 
 VOTE_KEYS = (
     "counts_key",
@@ -63,6 +69,8 @@ VOTE_KEYS = (
     "site_rate_key",
     "new_articles_key",
     "address_rate_key",
+    "own_key",
+    "article_numbers_key",
 )
 VOTE_ARGS = (
     "reader",
@@ -83,6 +91,7 @@ VOTE_ARGS = (
     "fold_at",
     "origin",
     "address_limit",
+    "own_field",
 )
 
 
@@ -115,6 +124,8 @@ def vote_arguments(
         site_rate_key(name, int(now)),
         new_articles_key(name, int(now // 3600)),
         address_rate_key(name, address, int(now // 60)),
+        own_key(name, reader),
+        article_numbers_key(name),
     ]
     args = [
         reader,
@@ -135,6 +146,7 @@ def vote_arguments(
         FOLD_AT,
         origin,
         limits.per_address_minute,
+        own_field(reader),
     ]
     return keys, args
 
@@ -218,3 +230,85 @@ def import_arguments(
     ]
     args = [article, int(now), url, title, json.dumps(wanted), channel(name, article), *ids]
     return keys, args
+
+
+MINE_KEYS = (
+    "own_key",
+    "article_numbers_key",
+    "meta_key",
+    "index_key",
+    "pending_key",
+    "stats_key",
+    "own_rate_key",
+)
+MINE_ARGS = (
+    "own_field",
+    "reader",
+    "erase",
+    "only",
+    "counts_prefix",
+    "readers_prefix",
+    "channel_prefix",
+    "now",
+    "day",
+    "own_limit",
+    "index_prefix",
+    "day_prefix",
+    "total_prefix",
+    "retention",
+    "fold_at",
+)
+
+
+def mine_arguments(
+    site: str,
+    reader: str,
+    erase: bool,
+    only: str,
+    now: float,
+    address: str,
+    limits: Limits,
+) -> tuple[list[str], list]:
+    """KEYS and ARGV of the script that lists (or with `erase`, takes back) a reader's own
+    reactions, in the order of MINE_KEYS and MINE_ARGS; `only` is one article, "" for all."""
+    pending, stats, index_prefix, day_prefix, total_prefix, retention = fold_arguments(site)
+    keys = [
+        own_key(site, reader),
+        article_numbers_key(site),
+        meta_key(site),
+        index_key(site),
+        pending,
+        stats,
+        own_rate_key(site, address, int(now // 60)),
+    ]
+    args = [
+        own_field(reader),
+        reader,
+        "1" if erase else "",
+        only,
+        counts_key(site, ""),
+        readers_key(site, ""),
+        channel(site, ""),
+        f"{int(now):010d}",
+        utc_day(now),
+        limits.own_data_per_minute,
+        index_prefix,
+        day_prefix,
+        total_prefix,
+        retention,
+        FOLD_AT,
+    ]
+    return keys, args
+
+
+INDEX_READERS_KEYS = ("meta_key", "article_numbers_key", "stats_key")
+INDEX_READERS_ARGS = ("article", "*entries")
+
+
+def index_readers_arguments(site: str, article: str, readers: list[str]) -> tuple[list[str], list]:
+    """KEYS and ARGV of the script that adds `readers` (hashes) of an article to their own
+    index, in the order of INDEX_READERS_KEYS and INDEX_READERS_ARGS."""
+    entries = []
+    for reader in readers:
+        entries += [own_key(site, reader), own_field(reader)]
+    return [meta_key(site), article_numbers_key(site), stats_key(site)], [article, *entries]

@@ -32,14 +32,26 @@ from .keys import (
     site_channel,
     stats_key,
 )
-from .records import BUILTIN_SITES, ArticleStats, Limits, RateLimited, Site, SiteStats
+from .records import (
+    BUILTIN_SITES,
+    ArticleStats,
+    Limits,
+    OwnReaction,
+    RateLimited,
+    Site,
+    SiteStats,
+)
 from .scripts import (
     FOLD_SCRIPT,
     IMPORT_SCRIPT,
+    INDEX_READERS_SCRIPT,
+    MINE_SCRIPT,
     RESET_SCRIPT,
     VOTE_SCRIPT,
     fold_script_arguments,
     import_arguments,
+    index_readers_arguments,
+    mine_arguments,
     reset_arguments,
     vote_arguments,
 )
@@ -73,6 +85,8 @@ class Store(AdminLogin):
         self._reset = self.client.register_script(RESET_SCRIPT)
         self._import = self.client.register_script(IMPORT_SCRIPT)
         self._fold = self.client.register_script(FOLD_SCRIPT)
+        self._mine = self.client.register_script(MINE_SCRIPT)
+        self._index_readers = self.client.register_script(INDEX_READERS_SCRIPT)
 
     def _run(self, script, keys: list[str], args: list) -> object:
         """EVALSHA straight away, without redis-py's Script wrapper and its extra work per call
@@ -237,6 +251,52 @@ class Store(AdminLogin):
 
     def reader_choice(self, site: str, article: str, reader: str) -> str | None:
         return self.client.hget(readers_key(site, article), reader)
+
+    def own_reactions(
+        self,
+        site: str,
+        reader: str,
+        erase: bool = False,
+        only: str = "",
+        address: str = "",
+        now: float | None = None,
+    ) -> list[OwnReaction]:
+        """The reactions a reader (its hash) has given on the site; with `erase`, taken back
+        in one atomic step with the counts (only the article `only`, if given), and what was
+        taken back is returned. Raises RateLimited when the address block is over its limit
+        of such calls (none without an address: the server's own calls)."""
+        now = time.time() if now is None else now
+        limits = self.limits if address else Limits()
+        keys, args = mine_arguments(site, reader, erase, only, now, address, limits)
+        flat = self._run(self._mine, keys, args)
+        if flat and flat[0] == "!":
+            raise RateLimited(flat[1], int(flat[2]))
+        found = []
+        for i in range(0, len(flat), 4):
+            article, reaction, meta, counts = flat[i : i + 4]
+            info = json.loads(meta) if meta else {}
+            found.append(
+                OwnReaction(
+                    article, reaction, str(info.get("url") or ""), str(info.get("title") or "")
+                )
+            )
+            if erase:
+                self._changed(site, article, decode_counts(counts))
+        return found
+
+    def index_own_reactions(self, site: str, batch: int = 500) -> int:
+        """Adds every reader of the site's articles to their own index, so that choices made
+        before the index existed can be listed and taken back too; returns how many entries
+        were added (0 when run again). A batch of one article's readers per call."""
+        added = 0
+        for article, _ in self.client.hscan_iter(meta_key(site), count=batch):
+            readers = [
+                r for r, _ in self.client.hscan_iter(readers_key(site, article), count=batch)
+            ]
+            for start in range(0, len(readers), batch):
+                keys, args = index_readers_arguments(site, article, readers[start : start + batch])
+                added += int(self._run(self._index_readers, keys, args))
+        return added
 
     def reset_article(self, site: Site, article: str) -> int:
         keys, args = reset_arguments(site, article)

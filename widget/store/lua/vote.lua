@@ -21,6 +21,8 @@
 -- KEYS[8]   site_rate_key       this second's votes to the site
 -- KEYS[9]   new_articles_key    this hour's new articles of the site
 -- KEYS[10]  address_rate_key    this minute's votes of the client's address block
+-- KEYS[11]  own_key             the bucket of the reader's own index (HASH field -> numbers)
+-- KEYS[12]  article_numbers_key the site's articles by number (HASH number -> article)
 -- ARGV[1]   reader              the reader's hash
 -- ARGV[2]   wanted              the reaction wanted, '' to take it back
 -- ARGV[3]   article             the article's id
@@ -39,6 +41,7 @@
 -- ARGV[16]  fold_at             how many pending votes start a fold
 -- ARGV[17]  origin              the origin of the page the vote came from, '' for the server
 -- ARGV[18]  address_limit       votes an address block may send the site per minute
+-- ARGV[19]  own_field           the reader's field in own_key
 --
 -- Returns {previous, counts}, or {'!', scope, seconds to wait} when over a limit.
 local counts_key = KEYS[1]
@@ -51,6 +54,8 @@ local client_rate_key = KEYS[7]
 local site_rate_key = KEYS[8]
 local new_articles_key = KEYS[9]
 local address_rate_key = KEYS[10]
+local own_key = KEYS[11]
+local article_numbers_key = KEYS[12]
 local reader = ARGV[1]
 local wanted = ARGV[2]
 local article = ARGV[3]
@@ -69,6 +74,7 @@ local total_prefix = ARGV[15]
 local fold_at = ARGV[16]
 local origin = ARGV[17]
 local address_limit = ARGV[18]
+local own_field = ARGV[19]
 
 local function limited(key, limit, window)
   local used = redis.call('INCR', key)
@@ -105,17 +111,42 @@ if previous ~= wanted then
   else
     redis.call('HDEL', readers_key, reader)
   end
+  -- The reader's own index (see mine.lua) names articles by a number, given to an article
+  -- when it is first chosen and kept in its record (`"n":12`; a title's quotes are escaped,
+  -- so only the record's own member matches).
+  local number = meta and string.match(meta, '"n":(%d+)')
+  local numbered = false
+  if not number and wanted ~= '' then
+    number = tostring(redis.call('HINCRBY', stats_key, 'numbered', 1))
+    redis.call('HSET', article_numbers_key, number, article)
+    numbered = true
+  end
+  if number then
+    local list = redis.call('HGET', own_key, own_field)
+    local listed = list and string.find(',' .. list .. ',', ',' .. number .. ',', 1, true)
+    if wanted ~= '' and not listed then
+      redis.call('HSET', own_key, own_field, list and (list .. ',' .. number) or number)
+    elseif wanted == '' and listed then
+      local kept = {}
+      for n in string.gmatch(list, '[^,]+') do
+        if n ~= number then kept[#kept + 1] = n end
+      end
+      if #kept == 0 then redis.call('HDEL', own_key, own_field)
+      else redis.call('HSET', own_key, own_field, table.concat(kept, ',')) end
+    end
+  end
   if not meta then
     redis.call('HSET', meta_key, article, cjson.encode(
-      {url = url, title = title, first_seen = tonumber(now)}))
-  elseif url ~= '' or title ~= '' then
+      {url = url, title = title, first_seen = tonumber(now), n = tonumber(number)}))
+  elseif numbered or url ~= '' or title ~= '' then
     -- A title or URL the article has is replaced only by a vote from its URL's origin; one
     -- it lacks, any vote from an allowed page fills in.
     local m = cjson.decode(meta)
     local known_url, known_title = m.url or '', m.title or ''
     local own = origin ~= '' and known_url ~= ''
       and string.lower(string.match(known_url, '^%a+://[^/?#]*') or '') == origin
-    local changed = false
+    local changed = numbered
+    if numbered then m.n = tonumber(number) end
     if url ~= '' and url ~= known_url and (own or known_url == '') then
       m.url, changed = url, true
     end
