@@ -23,6 +23,8 @@ from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, socket_u
 RDB_MAGIC = b"REDIS"
 AOF_NAME = "appendonly.aof"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Redis answers no command while it loads its data: a large backup takes a while.
+LOAD_TIMEOUT = 3600.0
 
 
 class BackupError(RuntimeError):
@@ -151,9 +153,11 @@ def key_counts(client: redis.Redis) -> tuple[int, int]:
 
 
 def log_tail(data_dir: str, lines: int = 3) -> str:
+    """The last lines Redis logged, without their pid and time."""
     try:
         with open(os.path.join(data_dir, "redis.log"), errors="replace") as log:
-            return " / ".join(line.strip() for line in log.readlines()[-lines:])
+            tail = log.readlines()[-lines:]
+            return " / ".join(line.split(" # ", 1)[-1].strip() for line in tail)
     except OSError:
         return "no log"
 
@@ -181,8 +185,11 @@ def restore(rdb: str, data_dir: str, appendfsync: str = "everysec") -> tuple[int
     try:
         shutil.copyfile(rdb, os.path.join(staging, "dump.rdb"))
         keys, expiring = rewrite_as_aof(staging)
-        with EmbeddedRedis(staging, appendfsync) as check:
+        check = EmbeddedRedis(staging, appendfsync).start(LOAD_TIMEOUT)
+        try:
             loaded, _ = key_counts(redis.Redis(unix_socket_path=check.socket))
+        finally:
+            check.stop()
         # Keys with a time to live may expire between the two loads; no other may go.
         if not keys - expiring <= loaded <= keys:
             raise BackupError(
@@ -193,13 +200,13 @@ def restore(rdb: str, data_dir: str, appendfsync: str = "everysec") -> tuple[int
         if os.path.exists(current) and os.path.getsize(current) > 0:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             kept = f"{current}.before-restore-{stamp}"
-            os.replace(current, kept)
+            os.link(current, kept)  # a second name, so `current` is never missing
         os.replace(os.path.join(staging, AOF_NAME), current)
         fsync_directory(data_dir)
         return loaded, kept
-    except EmbeddedRedisError as error:
+    except EmbeddedRedisError:
         raise BackupError(
-            f"Redis cannot load {rdb} ({error}: {log_tail(staging)}); nothing changed"
+            f"Redis cannot load {rdb}: {log_tail(staging, 1)}; nothing changed"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -208,7 +215,8 @@ def restore(rdb: str, data_dir: str, appendfsync: str = "everysec") -> tuple[int
 def rewrite_as_aof(staging: str) -> tuple[int, int]:
     """Load `staging`/dump.rdb into a Redis without AOF, have it write its data as
     `staging`/appendonly.aof, stop it. Returns (keys, keys with a time to live)."""
-    with EmbeddedRedis(staging, persistent=False) as server:
+    server = EmbeddedRedis(staging, persistent=False).start(LOAD_TIMEOUT)
+    try:
         client = redis.Redis(unix_socket_path=server.socket)
         counts = key_counts(client)
         # Starts the AOF rewrite at once (a fork), or schedules it while another child runs.
@@ -224,4 +232,6 @@ def rewrite_as_aof(staging: str) -> tuple[int, int]:
         )
         if state["aof_last_bgrewrite_status"] != "ok":
             raise BackupError(f"Redis could not write the append-only file: {log_tail(staging)}")
+    finally:
+        server.stop()
     return counts
