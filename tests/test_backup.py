@@ -189,3 +189,13 @@ def test_a_remote_redis_is_left_to_its_operator(tmp_path, url):
     assert refused.returncode == 1
     assert "not here" in refused.stderr and "Nothing was written" in refused.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_restore_fills_only_the_embedded_redis(tmp_path, data_and_backup):
+    data, _ = data_and_backup
+    before = files(data)
+    backup = str(tmp_path / "backup.rdb")
+    refused = reactions(data, "restore", backup, REDIS_URL="redis://127.0.0.1:1")
+    assert refused.returncode == 1
+    assert "REDIS_URL is set" in refused.stderr
+    assert files(data) == before
