@@ -13,7 +13,7 @@ from dataclasses import replace
 import click
 import redis
 
-from . import __version__, config
+from . import __version__, backup, config
 from .embed import embed_html
 from .embedded_redis import (
     EmbeddedRedis,
@@ -454,6 +454,69 @@ def import_summary(wordpress: WordpressExport) -> list[str]:
         skipped = ", ".join(wordpress.skipped_summary())
         lines.append(f"Skipped {wordpress.skipped.total()} items: {skipped}.")
     return lines
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(file_okay=True, dir_okay=True, writable=True))
+def backup_command(path: str) -> None:
+    """Write a consistent copy of all data to PATH (a new file named with the time when PATH
+    is a directory), also while the server serves.
+
+    Redis writes a snapshot of its data (BGSAVE, an RDB file, in the background); the copy
+    reaches PATH whole or not at all. Bring it back with 'reactions restore'. It copies the
+    embedded Redis of REACTIONS_DATA_DIR, or a REDIS_URL Redis on this machine whose files
+    it can read; another Redis's backups are its operator's.
+    """
+    conf = settings()
+    url = conf["REDIS_URL"]
+    if url and not backup.is_local(url):
+        raise click.ClickException(
+            "REDIS_URL names a Redis on another machine (or a Cluster or Sentinel group): its "
+            "data files are not here, so backing it up is for whoever runs that Redis (its "
+            "RDB snapshots or AOF, or the provider's backups). Nothing was written."
+        )
+    target = backup.backup_path(path)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+        raise click.BadParameter(f"no directory {os.path.dirname(target)}", param_hint="PATH")
+    with open_store() as store:
+        try:
+            saved = backup.snapshot(store.client)
+        except backup.BackupError as error:
+            raise click.ClickException(str(error)) from None
+    if not os.path.isfile(saved.path) or not backup.is_rdb(saved.path):
+        raise click.ClickException(
+            f"Redis saved its snapshot as {saved.path}, which is not on this machine: backing "
+            "up that Redis is for whoever runs it. Nothing was written."
+        )
+    size = backup.copy_atomically(saved.path, target)
+    keys = f"{saved.keys} key{'s' if saved.keys != 1 else ''}"
+    click.echo(f"Backup written: {target} ({size} bytes, {keys}).")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True))
+def restore_command(path: str) -> None:
+    """Replace the data of REACTIONS_DATA_DIR by the backup PATH (from 'reactions backup').
+
+    Stop the server first. The embedded Redis starts next time with exactly the backup's
+    data; the previous append-only file is kept beside it, renamed. A file that is not a
+    backup, or one Redis cannot load, changes nothing.
+    """
+    conf = settings()
+    if conf["REDIS_URL"]:
+        raise click.ClickException(
+            "REDIS_URL is set: 'reactions restore' fills the embedded Redis's "
+            "REACTIONS_DATA_DIR. Restore a REDIS_URL Redis with its own tools (stop it, put "
+            "the RDB file in its directory as its dbfilename, with appendonly off)."
+        )
+    data_dir = conf["REACTIONS_DATA_DIR"]
+    try:
+        keys, kept = backup.restore(path, data_dir, conf["REACTIONS_APPENDFSYNC"])
+    except backup.BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Restored {keys} key{'s' if keys != 1 else ''} from {path} into {data_dir}.")
+    if kept:
+        click.echo(f"The previous data is kept in {kept}.")
 
 
 if __name__ == "__main__":
