@@ -25,7 +25,7 @@ from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .serving import start_gunicorn, supervise, wait_until_up
 from .store import SELF_ORIGIN, Site, Store, connect
-from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, WordpressExport, read_export
+from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, read_export
 
 # What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -432,28 +432,10 @@ def import_wordpress(
                 change += store.import_counts(site, post.article, counts, post.url, post.title)
             shown = ", ".join(f"{r} {n}" for r, n in counts.items()) or "no counts"
             click.echo(f"{verb} {post.article} ({post.title or 'untitled'}): {shown}")
-    for line in import_summary(wordpress):
+    for line in wordpress.summary():
         click.echo(line)
     if not dry_run:
         click.echo(f"Counts changed by {change:+d} (0 when this file was imported before).")
-
-
-def import_summary(wordpress: WordpressExport) -> list[str]:
-    """What the export held and what of it was left out, by reason."""
-    protected = (
-        f", {wordpress.password_protected} of them password-protected"
-        if wordpress.password_protected
-        else ""
-    )
-    lines = [
-        f"WordPress export (WXR {wordpress.version}): {wordpress.published} published posts "
-        f"and pages{protected}; {len(wordpress.posts)} with reactions, "
-        f"{wordpress.total} reactions."
-    ]
-    if wordpress.skipped:
-        skipped = ", ".join(wordpress.skipped_summary())
-        lines.append(f"Skipped {wordpress.skipped.total()} items: {skipped}.")
-    return lines
 
 
 @main.command("backup")

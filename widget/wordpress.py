@@ -122,6 +122,23 @@ class WordpressExport:
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     skipped_reactions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
+    def summary(self) -> list[str]:
+        """What the export held and what of it was left out, by reason: for the importer."""
+        protected = (
+            f", {self.password_protected} of them password-protected"
+            if self.password_protected
+            else ""
+        )
+        lines = [
+            f"WordPress export (WXR {self.version}): {self.published} published posts "
+            f"and pages{protected}; {len(self.posts)} with reactions, "
+            f"{self.total} reactions."
+        ]
+        if self.skipped:
+            skipped = ", ".join(self.skipped_summary())
+            lines.append(f"Skipped {self.skipped.total()} items: {skipped}.")
+        return lines
+
     def skipped_summary(self) -> list[str]:
         """Each reason as "2 drafts (5 reactions: …)", most frequent first."""
         parts = []
