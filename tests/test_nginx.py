@@ -219,6 +219,13 @@ def test_the_embed_script_through_nginx_is_cached_as_documented(trusting, path, 
     assert body == b""
 
 
+def test_plain_http_sends_the_reader_to_https(trusting):
+    status, headers, _ = fetch(f"http://127.0.0.1:{trusting.http_port}/embed.js?v=1")
+
+    assert status == 301
+    assert headers["Location"] == "https://127.0.0.1/embed.js?v=1"
+
+
 @pytest.mark.parametrize("allowed", [True, False], ids=["own-origin", "other-origin"])
 def test_a_vote_through_nginx_counts_from_the_public_url_only(trusting, allowed):
     article = f"through-nginx-{allowed}"
