@@ -62,10 +62,12 @@ def test_the_first_vote_names_the_article_in_its_origin_s_spelling(client, blog,
     answer = vote(client, BLOG, url="HTTPS://Blog.Example.com:443/post-1?p=1#comments", title="Hi")
 
     assert answer.status_code == 200
+    # `first_seen` is the time; `n` the article's number for its readers' own index.
     assert meta(redis_client) | {"first_seen": 0} == {
         "url": "https://blog.example.com/post-1?p=1",
         "title": "Hi",
         "first_seen": 0,
+        "n": 1,
     }
 
 

@@ -100,7 +100,17 @@ class Store(AdminLogin):
             return self.client.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
     def ping(self) -> bool:
-        return bool(self.client.ping())
+        """Whether Redis answers; on a cluster, whether any master does. One dead shard stops
+        only its own sites, and must not take every app server out of its load balancer."""
+        if not isinstance(self.client, redis.RedisCluster):
+            return bool(self.client.ping())
+        failure: redis.RedisError = redis.ConnectionError("no master of the cluster is known")
+        for node in self.client.get_primaries():
+            try:
+                return bool(self.client.ping(target_nodes=node))
+            except redis.RedisError as error:
+                failure = error
+        raise failure
 
     # Sites -------------------------------------------------------------------------------
 
