@@ -64,7 +64,7 @@ def register(app: Flask) -> None:
             "articles": "this site gained too many new articles this hour",
             "own": "too many reads of readers' own reactions from this network; wait a little",
         }[error.scope]
-        log_burst(bursts, error.scope)
+        log_burst(bursts, error)
         response = error_response(429, "rate_limited", detail)
         response.headers["Retry-After"] = str(error.retry_after)
         return response
@@ -83,19 +83,17 @@ def register(app: Flask) -> None:
         return response
 
 
-def log_burst(bursts: logs.Throttle, scope: str) -> None:
+def log_burst(bursts: logs.Throttle, error: RateLimited) -> None:
     """One line for the first refusal of a burst, then at most one per site and reason per
     minute, with how many were refused: an address only as its fingerprint."""
-    site = request.args.get("site") or (request.get_json(silent=True) or {}).get("site")
-    site = site if isinstance(site, str) and len(site) <= 64 else "-"
-    refused = bursts.passes((site, scope))
+    refused = bursts.passes((error.site, error.scope))
     if refused:
         logs.event(
             "rate_limit.burst",
             "requests refused by a rate limit",
             logging.WARNING,
-            site=site,
-            reason=scope,
+            site=error.site,
+            reason=error.scope,
             refused=refused,
             address=security.address_fingerprint(current_app.extensions["reactions"], request),
         )

@@ -116,15 +116,16 @@ class Throttle:
     """Lets through the first occurrence of a key, then at most one per `seconds`, and counts
     what it held back meanwhile: one line per burst, not one per refused request."""
 
-    def __init__(self, seconds: float = BURST_SECONDS):
+    def __init__(self, seconds: float = BURST_SECONDS, clock=time.monotonic):
         self.seconds = seconds
+        self.clock = clock
         self.lock = threading.Lock()
         self.last: dict[tuple, tuple[float, int]] = {}
 
     def passes(self, key: tuple) -> int:
         """0 to stay quiet; else how many occurrences this line stands for (this one
         included)."""
-        now = time.monotonic()
+        now = self.clock()
         with self.lock:
             since, held = self.last.get(key, (-self.seconds, 0))
             if now - since < self.seconds:
