@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
 from tests.test_serve_recovery import exists, linux_only, redis_pid
 from tests.test_wordpress import BLOG, FIELD_NOTES
-from widget import create_app, logs, security
+from widget import config, create_app, logs, security
 from widget.cli import main
 from widget.embedded_redis import EmbeddedRedis
 from widget.store import Site
@@ -279,3 +279,9 @@ def post_vote(server, article):
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+@pytest.mark.parametrize("value", ["xml", "JSON", "syslog"])
+def test_an_unknown_log_format_stops_the_server_naming_its_variable(value):
+    with pytest.raises(config.ConfigError, match="REACTIONS_LOG_FORMAT must be one of plain, json"):
+        config.load({"REACTIONS_LOG_FORMAT": value})
