@@ -166,5 +166,5 @@ def test_gunicorn_logs_no_client_address_or_agent(tmp_path, redis_server):
     assert malformed.startswith(b"HTTP/1.1 400 Bad Request")
     assert good.startswith(b"HTTP/1.1 200 OK")
     (warning,) = [line for line in output.splitlines() if "Invalid request" in line]
-    assert "[WARNING] Invalid request: Invalid HTTP request line" in warning, warning
+    assert " WARNING gunicorn Invalid request: Invalid HTTP request line" in warning, warning
     assert "127.0.0.2" not in output and "OpsTestAgent" not in output

@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import config
+from . import config, logs
 from .embedded_redis import socket_url
 from .store import Limits, Store, connect
 
@@ -28,6 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     `reactions serve` starts.
     """
     settings = config.load(overrides=test_config)
+    logs.setup(settings["REACTIONS_LOG_FORMAT"])
     app = Flask(
         __name__,
         static_folder=resource_dir("static"),

@@ -8,6 +8,7 @@ pages leaves them out, as it offers the active reactions only.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from flask import (
     url_for,
 )
 
-from . import security
+from . import logs, security
 from .embed import embed_html
 from .errors import error_response
 from .reactions import (
@@ -95,6 +96,21 @@ def admin_error(error: ReactionsError):
 # Login -------------------------------------------------------------------------------------
 
 
+def log_lockout(address: str, wait: int) -> None:
+    """A locked-out address that keeps trying: one line per minute, not one per try."""
+    lockouts = current_app.extensions.setdefault("reactions_lockouts", logs.Throttle())
+    refused = lockouts.passes((address,))
+    if refused:
+        logs.event(
+            "admin.locked_out",
+            "admin login refused: too many failures",
+            logging.WARNING,
+            address=address,
+            refused=refused,
+            wait=wait,
+        )
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     store = current_store()
@@ -111,6 +127,7 @@ def login():
         )
         wait = store.login_lockout(address, MAX_FAILURES, everyone)
         if wait:
+            log_lockout(address, wait)
             minutes = math.ceil(wait / 60)
             response = Response(
                 render_template(
@@ -128,6 +145,7 @@ def login():
             password, configured, store.admin_password_hash()
         ):
             store.clear_login_failures(address)
+            logs.event("admin.login", "admin logged in", address=address)
             session.clear()
             session.update(admin=True, since=time.time())
             security.csrf_token()
@@ -136,6 +154,13 @@ def login():
             safe = target.startswith("/admin") and not target.startswith("//")
             return redirect(target if safe else url_for("admin.sites"))
         failures = store.count_login_failure(address, FAILURE_WINDOW)
+        logs.event(
+            "admin.login_failed",
+            "wrong admin password",
+            logging.WARNING,
+            address=address,
+            failures=failures,
+        )
         # Each failure from the same address waits longer (capped), to slow down guessing.
         delay = settings["REACTIONS_LOGIN_DELAY"]
         time.sleep(min(delay * 2 ** (failures - 1), 2.0))

@@ -9,11 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import click
 import redis
 
-from . import __version__, backup, config
+from . import __version__, backup, config, logs
 from .embed import embed_html
 from .embedded_redis import (
     EmbeddedRedis,
@@ -33,10 +34,13 @@ STOPPING = "Stopping: open requests and live streams have 5 s to finish (Ctrl-C 
 
 
 def settings() -> dict:
+    """The validated settings; the command's log lines take their format from them."""
     try:
-        return config.load()
+        conf = config.load()
     except config.ConfigError as error:
         raise click.ClickException(str(error)) from None
+    logs.setup(conf["REACTIONS_LOG_FORMAT"])
+    return conf
 
 
 @contextlib.contextmanager
@@ -125,6 +129,7 @@ def serve(
     }
     embedded = None
     returncode = 0
+    redis_kind = "embedded" if not conf["REDIS_URL"] else urlsplit(conf["REDIS_URL"]).scheme
     try:
         if not conf["REDIS_URL"]:
             embedded = EmbeddedRedis(
@@ -146,6 +151,9 @@ def serve(
             shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
             base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
             if wait_until_up(f"{base}/healthz", server):
+                logs.event(
+                    "server.start", f"serving {base}", port=port, workers=workers, redis=redis_kind
+                )
                 click.echo(f"Demo page: {base}/demo")
                 click.echo(f"Admin: {base}/admin/ ({password})")
                 click.echo(public_url_note(conf["REACTIONS_PUBLIC_URL"]))
@@ -159,6 +167,9 @@ def serve(
             click.echo("Embedded Redis stopped.")
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if server is not None:
+            stopped_by = signal.Signals(stopping[0]).name if stopping else None
+            logs.event("server.stop", "server stopped", status=returncode, signal=stopped_by)
     if returncode and not stopping:
         sys.exit(returncode)
 
@@ -436,6 +447,14 @@ def import_wordpress(
         click.echo(line)
     if not dry_run:
         click.echo(f"Counts changed by {change:+d} (0 when this file was imported before).")
+    logs.event(
+        "import.wordpress",
+        "WordPress counts checked (dry run)" if dry_run else "WordPress counts imported",
+        site=site_name,
+        posts=len(wordpress.posts),
+        change=change,
+        dry_run=dry_run,
+    )
 
 
 @main.command("backup")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from .logs import FORMATS
 from .store.connection import seed_nodes
 
 DEFAULTS = {
@@ -35,10 +36,12 @@ DEFAULTS = {
     "REACTIONS_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
     "REACTIONS_STREAMS_PER_CLIENT": 50,
     "REACTIONS_STREAMS_PER_PROCESS": 10_000,
+    "REACTIONS_LOG_FORMAT": "plain",
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
 REDIS_PRIORITY_CHOICES = ("realtime", "normal")
+LOG_FORMAT_CHOICES = FORMATS
 REDIS_SCHEMES = (
     "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
     "rediss+sentinel",
@@ -133,6 +136,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
         raise ConfigError(
             f"REACTIONS_REDIS_PRIORITY must be one of {', '.join(REDIS_PRIORITY_CHOICES)}, "
             f"got {settings['REACTIONS_REDIS_PRIORITY']!r}"
+        )
+    if settings["REACTIONS_LOG_FORMAT"] not in LOG_FORMAT_CHOICES:
+        raise ConfigError(
+            f"REACTIONS_LOG_FORMAT must be one of {', '.join(LOG_FORMAT_CHOICES)}, "
+            f"got {settings['REACTIONS_LOG_FORMAT']!r}"
         )
     settings["REACTIONS_REDIS_TIMEOUT"] = _number(
         "REACTIONS_REDIS_TIMEOUT", settings["REACTIONS_REDIS_TIMEOUT"], float, 0.05, 30

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import logs, security
 from .reactions import ReactionsError
 from .store import RateLimited
 
@@ -24,19 +25,30 @@ def register(app: Flask) -> None:
     def client_error(error: ReactionsError):
         return error_response(error.status, error.code, error.detail)
 
-    last_warning = [0.0]
+    outage = logs.Outage()
+    bursts = logs.Throttle()
+
+    # A vote counted or /readyz answered: Redis answers this process's requests again.
+    @app.after_request
+    def redis_back(response):
+        if (
+            outage.since is not None
+            and response.status_code < 300
+            and request.endpoint
+            in (
+                "api.post_reaction",
+                "health.readyz",
+            )
+        ):
+            outage.back()
+        return response
 
     # redis-py's cluster client raises RedisClusterException, which is no RedisError, when no
     # node of the cluster answers.
     @app.errorhandler(redis.RedisClusterException)
     @app.errorhandler(redis.RedisError)
     def store_unavailable(error: redis.RedisError | redis.RedisClusterException):
-        # One line per outage and per 10 s, not one per request: an outage under load must
-        # not flood (or block on) the log.
-        now = time.monotonic()
-        if now - last_warning[0] > 10:
-            last_warning[0] = now
-            current_app.logger.warning("redis unavailable: %s", type(error).__name__)
+        outage.lost(error)  # one line per outage, not one per request
         response = error_response(
             503, "store_unavailable", "the reaction store is unreachable; try again shortly"
         )
@@ -52,6 +64,7 @@ def register(app: Flask) -> None:
             "articles": "this site gained too many new articles this hour",
             "own": "too many reads of readers' own reactions from this network; wait a little",
         }[error.scope]
+        log_burst(bursts, error)
         response = error_response(429, "rate_limited", detail)
         response.headers["Retry-After"] = str(error.retry_after)
         return response
@@ -68,3 +81,19 @@ def register(app: Flask) -> None:
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
+
+
+def log_burst(bursts: logs.Throttle, error: RateLimited) -> None:
+    """One line for the first refusal of a burst, then at most one per site and reason per
+    minute, with how many were refused: an address only as its fingerprint."""
+    refused = bursts.passes((error.site, error.scope))
+    if refused:
+        logs.event(
+            "rate_limit.burst",
+            "requests refused by a rate limit",
+            logging.WARNING,
+            site=error.site,
+            reason=error.scope,
+            refused=refused,
+            address=security.address_fingerprint(current_app.extensions["reactions"], request),
+        )

@@ -20,7 +20,9 @@ waits for Redis) gave the others their turn then, and skips it.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
+import os
 import re
 import sys
 
@@ -45,14 +47,28 @@ class WithoutClientAddresses(logging.Filter):
         return True
 
 
+def load_logs():
+    """widget/logs.py by its path (it needs only the standard library): the app's log format."""
+    spec = importlib.util.spec_from_file_location(
+        "reactions_logs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "logs.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class AddressFreeLogger(glogging.Logger):
     """gunicorn's logger, without client addresses in its error log and without the
-    address and user agent in an access log, should an operator turn one on."""
+    address and user agent in an access log, should an operator turn one on. Its error log
+    has the app's format (REACTIONS_LOG_FORMAT), so that a collector reads every line."""
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
         if not any(isinstance(f, WithoutClientAddresses) for f in self.error_log.filters):
             self.error_log.addFilter(WithoutClientAddresses())
+        log_format = load_logs().formatter(os.environ.get("REACTIONS_LOG_FORMAT", "plain"))
+        for handler in self.error_log.handlers:
+            handler.setFormatter(log_format)
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)

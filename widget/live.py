@@ -28,6 +28,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from .api import encoded_counts, known_site
 from .errors import error_response
 from .internals import hiredis_reader, read_into_reader
+from .logs import event as log_event
 from .reactions import normalize_article
 from .security import client_address
 from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
@@ -179,7 +180,12 @@ class Hub:
                 self.store.forget_sites()
                 self.connected.set()
                 if lost_at is not None:
-                    log.warning("live updates: subscribed again after %.1f s", confirmed - lost_at)
+                    log_event(
+                        "live.back",
+                        "live updates: subscribed again",
+                        logging.WARNING,
+                        seconds=round(confirmed - lost_at, 1),
+                    )
                     lost_at = None
                 self._hear(pubsub)
             except (redis.RedisError, OSError) as error:
@@ -188,7 +194,12 @@ class Hub:
                     return
                 if lost_at is None:
                     lost_at = time.monotonic()
-                    log.warning("live updates: pub/sub lost (%s); retrying", type(error).__name__)
+                    log_event(
+                        "live.lost",
+                        "live updates: pub/sub lost; retrying",
+                        logging.ERROR,
+                        error=type(error).__name__,
+                    )
                 # After a subscription that held, straight to another node; while none takes
                 # it (or it keeps dropping at once), a short backoff.
                 if confirmed is not None and time.monotonic() - confirmed >= STEADY_SECONDS:

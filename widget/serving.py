@@ -4,6 +4,7 @@ and the embedded Redis supervised, restarted whenever it dies."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -11,8 +12,7 @@ import sys
 import time
 import urllib.request
 
-import click
-
+from . import logs
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, stop_with_parent
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
@@ -44,18 +44,20 @@ def supervise(server: subprocess.Popen, embedded: EmbeddedRedis | None, stopping
             continue
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"status {status}"
         if tries == len(RESTART_DELAYS):
-            click.echo(
+            logs.event(
+                "redis.embedded_failed",
                 f"Embedded Redis exited ({how}) and {tries} restarts failed: stopping, "
                 "for the process manager to restart the server.",
-                err=True,
+                logging.CRITICAL,
             )
             return 1
         delay = RESTART_DELAYS[tries]
         tries += 1
-        click.echo(
+        logs.event(
+            "redis.embedded_lost",
             f"Embedded Redis exited ({how}); restarting it in {delay} s "
             f"(try {tries} of {len(RESTART_DELAYS)}).",
-            err=True,
+            logging.ERROR,
         )
         with contextlib.suppress(subprocess.TimeoutExpired):
             return server.wait(timeout=delay)
@@ -64,10 +66,12 @@ def supervise(server: subprocess.Popen, embedded: EmbeddedRedis | None, stopping
         try:
             embedded.start()
         except EmbeddedRedisError as error:
-            click.echo(f"Embedded Redis did not restart: {error}", err=True)
+            logs.event(
+                "redis.embedded_failed", f"Embedded Redis did not restart: {error}", logging.ERROR
+            )
             continue
         running_since = time.monotonic()
-        click.echo(f"Embedded Redis restarted: data in {embedded.data_dir}.", err=True)
+        logs.event("redis.embedded_back", f"Embedded Redis restarted: data in {embedded.data_dir}.")
 
 
 def start_gunicorn(

@@ -82,10 +82,11 @@ class Limits:
 
 
 class RateLimited(Exception):
-    def __init__(self, scope: str, retry_after: int):
+    def __init__(self, scope: str, retry_after: int, site: str = ""):
         super().__init__(scope)
         self.scope = scope
         self.retry_after = max(1, retry_after)
+        self.site = site  # for the log's line about a burst
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ class Store(AdminLogin):
         )
         result = self._run(self._vote, keys, args)
         if result[0] == "!":
-            raise RateLimited(result[1], int(result[2]))
+            raise RateLimited(result[1], int(result[2]), site.name)
         previous, flat = result
         counts = decode_counts(flat)
         self._changed(site.name, article, counts)
@@ -280,7 +280,7 @@ class Store(AdminLogin):
         keys, args = mine_arguments(site, reader, erase, only, now, address, limits)
         flat = self._run(self._mine, keys, args)
         if flat and flat[0] == "!":
-            raise RateLimited(flat[1], int(flat[2]))
+            raise RateLimited(flat[1], int(flat[2]), site)
         found = []
         for i in range(0, len(flat), 4):
             article, reaction, meta, counts = flat[i : i + 4]
