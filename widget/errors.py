@@ -8,11 +8,13 @@ import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .reactions import ReactionsError
 from .store import RateLimited
 
 
 def error_response(status: int, code: str, detail: str):
+    metrics.vote_refused(code)
     response = jsonify(error=code, detail=detail)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -37,6 +39,7 @@ def register(app: Flask) -> None:
         if now - last_warning[0] > 10:
             last_warning[0] = now
             current_app.logger.warning("redis unavailable: %s", type(error).__name__)
+        metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
         response = error_response(
             503, "store_unavailable", "the reaction store is unreachable; try again shortly"
         )
