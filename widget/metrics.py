@@ -86,13 +86,28 @@ def setup(app: Flask) -> None:
     @app.after_request
     def count_request(response: Response) -> Response:
         started = request.environ.get("reactions.started")
-        endpoint = request.endpoint or "unmatched"
-        REQUESTS.labels(endpoint, response.status_code).inc()
+        requests, latency = answer_figures(request.endpoint, response.status_code)
+        requests.inc()
         if started is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            latency.observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(bp)
+
+
+# The figures of each (endpoint, status) answered so far: looking them up by their labels
+# took a third of the metrics' time per request. Endpoints and statuses are few.
+_by_answer: dict[tuple[str | None, int], tuple] = {}
+
+
+def answer_figures(endpoint: str | None, status: int) -> tuple:
+    """The request counter and latency histogram of the answer's endpoint and status."""
+    figures = _by_answer.get((endpoint, status))
+    if figures is None:
+        label = endpoint or "unmatched"
+        figures = (REQUESTS.labels(label, status), LATENCY.labels(label))
+        _by_answer[(endpoint, status)] = figures
+    return figures
 
 
 def vote_refused(reason: str) -> None:
