@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import ServerProcesses
-from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, Server, free_port, wait_until
 from tests.test_cli import gunicorn_pids
 from tests.test_serve_recovery import exists, redis_pid
 from widget import create_app
@@ -60,9 +60,9 @@ def scrape(client) -> str:
     return response.get_data(as_text=True)
 
 
-def vote(client, origin=ORIGIN, content_type="application/json", **headers):
+def vote(client, origin=ORIGIN, content_type="application/json", reaction="happy", **headers):
     body = (
-        '{"site": "demo", "article": "watched", "reaction": "happy", '
+        f'{{"site": "demo", "article": "watched", "reaction": "{reaction}", '
         f'"reader": "reader-{next(numbers):06d}-aaaaaaaaaaaa"}}'
     )
     return client.post(
@@ -134,6 +134,7 @@ def test_a_bot_vote_counts_as_not_counted(client):
     [
         ({"origin": "https://evil.example"}, "403", "origin_not_allowed"),
         ({"content_type": "text/plain"}, "415", "unsupported_media_type"),
+        ({"reaction": "no-such-reaction"}, "400", "invalid_field"),
     ],
 )
 def test_a_refused_vote_counts_by_reason(client, refusal, status, reason):
@@ -170,6 +171,23 @@ def test_a_rate_limited_vote_counts_as_refused(redis_server, redis_client):
         app.extensions["reactions_live"].stop()
     assert statuses == [200, 429]
     assert moved(before, after, "reactions_votes_refused_total", reason="rate_limited") == 1
+
+
+def test_a_vote_while_redis_is_unreachable_counts_a_redis_error():
+    app = create_app(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}",
+            "REACTIONS_SECRET_KEY": SECRET,
+            "REACTIONS_METRICS_TOKEN": TOKEN,
+        }
+    )
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
+    before = scrape(client)
+    assert vote(client).status_code == 503
+    after = scrape(client)
+    assert moved(before, after, "reactions_redis_errors_total", error="ConnectionError") == 1
+    assert moved(before, after, "reactions_votes_refused_total", reason="store_unavailable") == 1
 
 
 def test_the_open_streams_gauge_goes_up_and_down(client):
