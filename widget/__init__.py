@@ -58,7 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     # admin_export adds the export routes to the admin blueprint, before it is registered.
-    from . import admin, admin_export, api, embed, errors, live  # noqa: F401
+    from . import admin, admin_export, api, embed, errors, live, metrics  # noqa: F401
 
     hub = live.Hub(
         app.extensions["reactions"],
@@ -74,4 +74,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.health)
     app.register_blueprint(live.bp)
     app.register_blueprint(embed.bp)
+    metrics.setup(app)
     return app

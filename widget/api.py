@@ -11,7 +11,7 @@ from redis import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import generate_etag, quote_etag
 
-from . import openapi, security, svg
+from . import metrics, openapi, security, svg
 from .reactions import (
     MAX_BATCH_ARTICLES,
     InvalidField,
@@ -232,20 +232,20 @@ def post_reaction():
 
     if security.is_automated(req):
         # Answered like a vote, so a crawler sees nothing unusual, but not counted.
-        counts = store.counts(site.name, article)
+        with metrics.REDIS_COUNTS_SECONDS.time():
+            counts = store.counts(site.name, article)
+        metrics.VOTES_NOT_COUNTED.inc()
         extra = b',"mine":null,"counted":false'
     else:
-        _, counts = store.set_reaction(
-            site,
-            article,
-            store.reader_hash(site.name, vote.reader),
-            choice,
-            url,
-            title,
-            client=security.client_fingerprint(store, req),
-            origin=page,
-            address=security.address_fingerprint(store, req),
-        )
+        reader = store.reader_hash(site.name, vote.reader)
+        client = security.client_fingerprint(store, req)
+        address = security.address_fingerprint(store, req)
+        with metrics.REDIS_VOTE_SECONDS.time():
+            _, counts = store.set_reaction(
+                site, article, reader, choice, url, title,
+                client=client, origin=page, address=address,
+            )  # fmt: skip
+        metrics.VOTES_COUNTED.inc()
         extra = b',"mine":%s,"counted":true' % encode(choice)
     data = encode_summary(site.name, article, site.reactions, counts, extra)
     response = Response(data, content_type="application/json")

@@ -37,6 +37,7 @@ DEFAULTS = {
     "REACTIONS_STREAMS_PER_CLIENT": 50,
     "REACTIONS_STREAMS_PER_PROCESS": 10_000,
     "REACTIONS_LOG_FORMAT": "plain",
+    "REACTIONS_METRICS_TOKEN": "",
 }
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
@@ -183,6 +184,12 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
     secret = settings["REACTIONS_SECRET_KEY"]
     if secret and len(secret) < 16:
         raise ConfigError("REACTIONS_SECRET_KEY must be at least 16 characters long")
+    token = settings["REACTIONS_METRICS_TOKEN"]
+    if token and (len(token) < 16 or not token.isascii() or not token.isprintable()):
+        raise ConfigError(
+            "REACTIONS_METRICS_TOKEN must be at least 16 printable ASCII characters "
+            "(such as the output of: openssl rand -hex 32)"
+        )
     if settings["REACTIONS_PUBLIC_URL"]:
         settings["REACTIONS_PUBLIC_URL"] = _public_url(settings["REACTIONS_PUBLIC_URL"])
     settings["REACTIONS_DATA_DIR"] = os.path.abspath(settings["REACTIONS_DATA_DIR"])

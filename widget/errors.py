@@ -8,12 +8,13 @@ import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import logs, security
+from . import logs, metrics, security
 from .reactions import ReactionsError
 from .store import RateLimited
 
 
 def error_response(status: int, code: str, detail: str):
+    metrics.vote_refused(code)
     response = jsonify(error=code, detail=detail)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -49,6 +50,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def store_unavailable(error: redis.RedisError | redis.RedisClusterException):
         outage.lost(error)  # one line per outage, not one per request
+        metrics.REDIS_ERRORS.labels(type(error).__name__).inc()
         response = error_response(
             503, "store_unavailable", "the reaction store is unreachable; try again shortly"
         )

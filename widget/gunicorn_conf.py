@@ -103,6 +103,14 @@ def post_worker_init(worker) -> None:
         extensions["reactions_live"].fit(worker.cfg.worker_connections, threads)
 
 
+def child_exit(server, worker) -> None:
+    """A worker's live figures (its open streams) go with it; its counts stay in the sum."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def pre_request(worker, req) -> None:
     worker.log.debug("%s %s", req.method, req.path)  # what gunicorn's default hook does
     cooperative = find_cooperative()

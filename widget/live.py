@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
+from . import metrics
 from .api import encoded_counts, known_site
 from .errors import error_response
 from .internals import hiredis_reader, read_into_reader
@@ -122,6 +123,7 @@ class Hub:
                 raise TooManyStreams("client")
             self.streams.setdefault(channel(site, article), set()).add(inbox)
             self.count += 1
+            metrics.STREAMS.inc()
             self._clients[client] = self._clients.get(client, 0) + 1
             self._owners[inbox] = client
         return inbox
@@ -133,6 +135,7 @@ class Hub:
             if inboxes and inbox in inboxes:
                 inboxes.discard(inbox)
                 self.count -= 1
+                metrics.STREAMS.dec()
                 if not inboxes:
                     del self.streams[name]
                 client = self._owners.pop(inbox)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
-from . import logs
+from . import logs, metrics
 from .embedded_redis import EmbeddedRedis, EmbeddedRedisError, stop_with_parent
 
 GUNICORN_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gunicorn_conf.py")
@@ -71,7 +73,25 @@ def supervise(server: subprocess.Popen, embedded: EmbeddedRedis | None, stopping
             )
             continue
         running_since = time.monotonic()
+        if os.environ.get(metrics.MULTIPROC_DIR):
+            metrics.embedded_redis_restarted(os.environ[metrics.MULTIPROC_DIR])
         logs.event("redis.embedded_back", f"Embedded Redis restarted: data in {embedded.data_dir}.")
+
+
+def fresh_metrics_dir(env: dict) -> str:
+    """An empty directory for the workers' metrics files (prometheus_client's multiprocess
+    mode): `metrics` in the data directory when there is one, else a new temporary one.
+    Emptied at each start, since the figures of a previous run's workers must not count."""
+    data_dir = os.path.abspath(env.get("REACTIONS_DATA_DIR") or "var")
+    if os.path.isdir(data_dir):
+        path = os.path.join(data_dir, "metrics")
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except OSError:
+            pass
+    return tempfile.mkdtemp(prefix="reactions-metrics-")
 
 
 def start_gunicorn(
@@ -85,7 +105,11 @@ def start_gunicorn(
 ) -> subprocess.Popen:
     """gunicorn in its own session: a terminal's Ctrl-C reaches `reactions serve` alone,
     which stops gunicorn with SIGTERM (graceful). gunicorn's own SIGINT is a quick shutdown
-    that makes gevent workers print a SystemExit traceback."""
+    that makes gevent workers print a SystemExit traceback.
+
+    The workers' metrics go to a fresh directory, named in this process's environment too,
+    where `supervise` counts the embedded Redis's restarts."""
+    env[metrics.MULTIPROC_DIR] = os.environ[metrics.MULTIPROC_DIR] = fresh_metrics_dir(env)
     args = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
