@@ -268,6 +268,29 @@ def gunicorn_pids(output: str) -> list[int]:
     ]
 
 
+def test_a_stopping_server_ends_its_open_live_streams_at_once(tmp_path):
+    """gunicorn lets open requests finish before a worker stops; a live stream never finishes
+    by itself, so the worker ends its streams as it begins to stop (the browser reconnects
+    to a serving process) instead of holding the stop for the whole graceful timeout."""
+    server = Server(tmp_path / "data").start()
+    try:
+        stream = urllib.request.urlopen(
+            f"{server.url}/api/v1/stream?site=demo&article=stopping", timeout=30
+        )
+        while not stream.readline().startswith(b"data:"):
+            pass
+        server.process.send_signal(signal.SIGTERM)
+        stream.read()  # the response ends
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
+    assert code == 0, output
+    assert "graceful timeout" not in output.lower(), output
+
+
 @pytest.mark.parametrize(
     ("signum", "whole_group"),
     [

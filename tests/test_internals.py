@@ -123,3 +123,11 @@ def test_a_cluster_node_client_without_redis_pys_node_factory_is_a_plain_client(
     assert plain.connection_pool.connection_kwargs["socket_timeout"] == 2.0
     assert internals.cluster_socket_timeout(client) == 2.0
     client.close()
+
+
+def test_a_worker_that_does_not_say_whether_it_stops_keeps_its_streams():
+    class Stopping:
+        alive = False
+
+    assert internals.worker_stopping(Stopping()) is True
+    assert internals.worker_stopping(object()) is False  # gunicorn's own graceful timeout

@@ -25,11 +25,15 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 
 from gunicorn import glogging
 
 # Any timer will do: it expires on the event loop's next pass, after the loop polled for I/O.
 YIELD_SECONDS = 0.0001
+# How often a worker looks whether it has begun to stop (its open streams then end).
+STOP_CHECK_SECONDS = 0.2
 
 
 # gunicorn's warning for a malformed request: "Invalid request from ip=ADDRESS: error".
@@ -98,9 +102,24 @@ def post_worker_init(worker) -> None:
     # Streams may take only part of the process's connections (or threads): the rest
     # answers votes, reads and /healthz however many streams are asked for.
     if "reactions_live" in extensions:
-        extensions["reactions_live"].start()
+        hub = extensions["reactions_live"]
+        hub.start()
         threads = None if find_cooperative() else worker.cfg.threads
-        extensions["reactions_live"].fit(worker.cfg.worker_connections, threads)
+        hub.fit(worker.cfg.worker_connections, threads)
+        threading.Thread(
+            target=end_streams_when_stopping, args=(worker, hub), name="reactions-stop", daemon=True
+        ).start()
+
+
+def end_streams_when_stopping(worker, hub) -> None:
+    """When the worker begins a graceful stop, its open live streams end at once: gunicorn
+    waits for every open request, and a stream, which never finishes by itself, held each
+    stop for the whole graceful timeout. The browsers reconnect to a serving process."""
+    from widget.internals import worker_stopping
+
+    while not worker_stopping(worker):
+        time.sleep(STOP_CHECK_SECONDS)
+    hub.end_streams()
 
 
 def child_exit(server, worker) -> None:

@@ -53,6 +53,16 @@ GUNICORN_RESPONSE_CONTRACT = (
 GUNICORN_UTIL_CONTRACT = ("write_error", "write_nonblock")
 
 
+# gunicorn's worker sets `alive` to False when it begins a graceful stop.
+GUNICORN_WORKER_CONTRACT = ("alive",)
+
+
+def worker_stopping(worker) -> bool:
+    """Whether the gunicorn worker has begun to stop; False when it cannot tell (then its
+    open streams last until the graceful timeout: gunicorn's own behaviour)."""
+    return not getattr(worker, "alive", True)
+
+
 def gunicorn_missing() -> list[str]:
     """What `patch_gunicorn` relies on and the installed gunicorn lacks."""
     from types import SimpleNamespace
@@ -60,12 +70,15 @@ def gunicorn_missing() -> list[str]:
     from gunicorn import util
     from gunicorn.config import Config
     from gunicorn.http import wsgi
+    from gunicorn.workers.base import Worker
 
     request = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
     response = wsgi.Response(request, None, Config())
     gone = [
         f"gunicorn.http.wsgi.Response.{n}" for n in missing(response, GUNICORN_RESPONSE_CONTRACT)
     ]
+    worker = Worker(0, 0, [], None, 30, Config(), logging.getLogger(__name__))
+    gone += [f"gunicorn.workers.base.Worker.{n}" for n in missing(worker, GUNICORN_WORKER_CONTRACT)]
     return gone + [f"gunicorn.util.{n}" for n in missing(util, GUNICORN_UTIL_CONTRACT)]
 
 

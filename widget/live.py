@@ -262,6 +262,15 @@ class Hub:
         for inbox in inboxes:
             inbox.put(END_OF_STREAM)
 
+    def end_streams(self) -> None:
+        """Ends every open stream (the server is stopping): each browser reconnects, to a
+        process that serves. An open stream would otherwise hold up a graceful stop for its
+        whole timeout."""
+        with self._lock:
+            inboxes = [inbox for inboxes in self.streams.values() for inbox in inboxes]
+        for inbox in inboxes:
+            inbox.put(END_OF_STREAM)
+
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
         name = channel(site, article)
