@@ -309,3 +309,22 @@ def test_a_cluster_with_no_node_left_answers_503_not_500(tmp_path):
     finally:
         app.extensions["reactions_live"].stop()
         cluster.stop()
+
+
+def test_a_vote_under_sentinel_is_answered_once_a_replica_has_it(redis_server, redis_client):
+    """Redis replicates asynchronously: a vote the master answered just before it died could
+    be missing on the replica the sentinels promote. So under Sentinel a vote is answered
+    after WAIT 1 on its own connection; with no replica answering (here: none), after the
+    wait's bound, and it counts all the same."""
+    redis_client.config_resetstat()
+    store = Store(connect(redis_server.url, 5.0), SECRET, replica_acks=1, replica_wait_ms=50)
+    site = store.get_site("demo")
+    previous, counts = store.set_reaction(site, "acked", "reader-acked", "happy")
+    assert previous is None and counts == {"happy": 1}
+    # One WAIT with the script, a second if Redis had to be given the script first.
+    assert redis_client.info("commandstats")["cmdstat_wait"]["calls"] >= 1
+    sentinel_app = create_app(
+        {"REDIS_URL": "redis+sentinel://127.0.0.1:1/reactions", "REACTIONS_SECRET_KEY": SECRET}
+    )
+    assert sentinel_app.extensions["reactions"].replica_acks == 1
+    assert create_app({"REDIS_URL": redis_server.url}).extensions["reactions"].replica_acks == 0

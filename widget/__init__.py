@@ -49,7 +49,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         own_data_per_minute=settings["REACTIONS_OWN_DATA_RATE_PER_MINUTE"],
     )
     app.extensions["reactions"] = Store(
-        client, secret=settings["REACTIONS_SECRET_KEY"], limits=limits
+        client,
+        secret=settings["REACTIONS_SECRET_KEY"],
+        limits=limits,
+        # A Sentinel group has a replica to promote: a vote is answered once it has it.
+        replica_acks=1 if url.split("://", 1)[0].endswith("+sentinel") else 0,
+        # Half the call's time: with no replica answering, the vote is still answered in time.
+        replica_wait_ms=int(settings["REACTIONS_REDIS_TIMEOUT"] * 500),
     )
 
     if settings["REACTIONS_TRUSTED_PROXIES"]:

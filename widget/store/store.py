@@ -69,6 +69,10 @@ class Store(AdminLogin):
     client: redis.Redis
     secret: str = ""
     limits: Limits = field(default_factory=lambda: Limits())
+    # Replicas that must have a vote before it is answered (Redis's WAIT), within this many
+    # milliseconds; 0: none (replication, if any, stays asynchronous).
+    replica_acks: int = 0
+    replica_wait_ms: int = 500
     # Called with (site, article, counts or None) after this process changed an article, so
     # in-process caches are current at once (other processes learn it through pub/sub).
     on_change: list[Callable[[str, str, dict[str, int] | None], None]] = field(default_factory=list)
@@ -98,6 +102,25 @@ class Store(AdminLogin):
             return self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self.client.execute_command("EVAL", script.script, len(keys), *keys, *args)
+
+    def _run_acknowledged(self, script, keys: list[str], args: list) -> object:
+        """`_run`, and with `replica_acks` the vote is answered only once that many replicas
+        have it (WAIT on the same connection, in the same round trip): a master that dies
+        right after answering then loses no acknowledged vote to its replica's promotion.
+        Past `replica_wait_ms` (no replica answers) the vote is answered all the same: it
+        counted on the master."""
+        if not self.replica_acks:
+            return self._run(script, keys, args)
+        for command, code in (("EVALSHA", script.sha), ("EVAL", script.script)):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command(command, code, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.replica_acks, self.replica_wait_ms)
+            result, _ = pipe.execute(raise_on_error=False)
+            if not isinstance(result, redis.exceptions.NoScriptError):
+                break
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def ping(self) -> bool:
         """Whether Redis answers; on a cluster, whether any master does. One dead shard stops
@@ -247,7 +270,7 @@ class Store(AdminLogin):
         keys, args = vote_arguments(
             site, article, reader, choice, url, title, now, client, limits, origin, address
         )
-        result = self._run(self._vote, keys, args)
+        result = self._run_acknowledged(self._vote, keys, args)
         if result[0] == "!":
             raise RateLimited(result[1], int(result[2]), site.name)
         previous, flat = result
