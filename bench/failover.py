@@ -40,7 +40,6 @@ from tests.processes import (  # noqa: E402
     pattern_subscription_masters,
     recovered_at,
     send_vote,
-    sites_on_every_master,
 )
 from tests.servers import SECRET  # noqa: E402
 from widget import create_app  # noqa: E402
@@ -186,7 +185,7 @@ def cluster_failover(options, base: Path) -> None:
     try:
         url = cluster.url if options.one_seed else cluster.seeds_url
         servers = [ServerProcesses(base / f"app{n}", url, workers=2) for n in (1, 2)]
-        sites = sorted(sites_on_every_master(cluster).values())
+        sites = sorted(cluster.site_per_master().values())
         for name in sites:
             store.save_site(Site(name, tuple(server.url for server in servers)))
         for server in servers:

@@ -137,6 +137,19 @@ class LocalCluster:
                 return master
         raise AssertionError(f"no master for slot {slot}")
 
+    def site_per_master(self, prefix: str = "shard") -> dict[int, str]:
+        """One site name per master, {master port: name}: the slot of the name's hash tag
+        (every key of a site carries it) is that master's."""
+        ranges = self.slots()
+        chosen: dict[int, str] = {}
+        for number in range(10_000):
+            name, slot = f"{prefix}{number}", key_slot(f"{prefix}{number}".encode())
+            master = next(master for first, last, master, _ in ranges if first <= slot <= last)
+            chosen.setdefault(master, name)
+            if len(chosen) == len({master for _, _, master, _ in ranges}):
+                return chosen
+        raise AssertionError("could not place a site on every master")
+
     def master_ports(self) -> list[int]:
         return sorted({master for _, _, master, _ in self.slots()})
 

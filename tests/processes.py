@@ -57,18 +57,6 @@ class ServerProcesses(Server):
             yield events()
 
 
-def sites_on_every_master(cluster: LocalCluster, prefix: str = "shard") -> dict[int, str]:
-    """One site name per master of the cluster, {master port: name}, by the site's hash tag."""
-    masters = cluster.master_ports()
-    chosen: dict[int, str] = {}
-    for number in range(10_000):
-        name = f"{prefix}{number}"
-        chosen.setdefault(cluster.master_of(name), name)
-        if len(chosen) == len(masters):
-            return chosen
-    raise AssertionError("could not place a site on every master")
-
-
 def pattern_subscription_masters(cluster: LocalCluster) -> list[int]:
     """The masters that hold a pattern subscription (an app worker's live listener)."""
     return [port for port in cluster.master_ports() if cluster.node(port).pubsub_numpat()]

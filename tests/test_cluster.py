@@ -7,7 +7,6 @@ import urllib.request
 
 import pytest
 import redis
-from redis.cluster import key_slot
 
 from tests.servers import BROWSER_UA, NO_LIMITS, SECRET, LiveServer, Server, wait_until
 from widget import create_app
@@ -19,26 +18,6 @@ def redis_url(redis_cluster):
     return redis_cluster.url
 
 
-def owner_port(cluster, site):
-    """The port of the master that holds the slot of the site's hash tag."""
-    slot = key_slot(site.encode())
-    node = redis.Redis(port=cluster.ports[0], decode_responses=True)
-    for start, end, master, *_ in node.cluster("SLOTS"):
-        if start <= slot <= end:
-            return master[1]
-    raise AssertionError(f"no master for slot {slot}")
-
-
-def sites_on_every_shard(cluster):
-    chosen = {}
-    for number in range(1000):
-        name = f"site{number}"
-        chosen.setdefault(owner_port(cluster, name), name)
-        if len(chosen) == len(cluster.ports):
-            return chosen
-    raise AssertionError("could not place a site on every shard")
-
-
 def post(client, site, article, reader, reaction, origin):
     return client.post(
         "/api/v1/reactions",
@@ -48,7 +27,7 @@ def post(client, site, article, reader, reaction, origin):
 
 
 def test_sites_on_different_shards_count_independently(redis_cluster, app, client, store):
-    shards = sites_on_every_shard(redis_cluster)
+    shards = redis_cluster.site_per_master("site")
     assert len(set(shards.values())) == 3
     for port, name in shards.items():
         origin = f"https://{name}.example"

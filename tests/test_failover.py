@@ -26,7 +26,6 @@ from tests.processes import (
     pattern_subscription_masters,
     recovered_at,
     send_vote,
-    sites_on_every_master,
 )
 from tests.servers import SECRET, request_json, wait_until
 from widget import create_app
@@ -70,7 +69,7 @@ def store(cluster):
 @pytest.fixture(scope="module")
 def sites(cluster):
     """One site per master, by name."""
-    return sorted(sites_on_every_master(cluster).values())
+    return sorted(cluster.site_per_master().values())
 
 
 @pytest.fixture(scope="module")
