@@ -53,6 +53,16 @@ DEFAULT_REACTIONS: tuple[Reaction, ...] = (
     Reaction("surprise", "\N{FACE WITH OPEN MOUTH}", "Surprise"),
 )
 
+# A site may offer named reaction sets besides its default one, each counted apart; this is the
+# like/dislike pair a site gets when it adds the set `thumbs` without choosing its reactions.
+THUMBS_REACTIONS: tuple[Reaction, ...] = (
+    Reaction("like", "\N{THUMBS UP SIGN}", "Like"),
+    Reaction("dislike", "\N{THUMBS DOWN SIGN}", "Dislike"),
+)
+# How a set is shown: each reaction's share of the votes, or (compact) each one's count.
+SET_STYLES = ("percent", "count")
+SET_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
 
 class ReactionsError(Exception):
     """Base of the errors a client can cause; the API turns them into JSON."""
@@ -125,6 +135,16 @@ def _refuse_surrogates(name: str, value: str) -> None:
         raise InvalidField(
             f"'{name}' contains a lone surrogate (\\ud800-\\udfff), which is not text"
         )
+
+
+def validate_set_name(value: object) -> str:
+    """A named reaction set's name ("" is the default set)."""
+    name = _require_text("set", value, 32)
+    if name and not SET_NAME.fullmatch(name):
+        raise InvalidField(
+            "'set' must be 1-32 lowercase letters, digits, '-' or '_', starting with a letter"
+        )
+    return name
 
 
 def validate_site(value: object) -> str:

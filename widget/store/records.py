@@ -6,12 +6,48 @@ import functools
 import json
 from dataclasses import dataclass
 
-from ..reactions import DEFAULT_REACTIONS, Reaction, parse_reaction_set
+from ..reactions import DEFAULT_REACTIONS, SET_STYLES, InvalidField, Reaction, parse_reaction_set
 from .keys import index_key, meta_key
 from .scripts import fold_arguments
 
 # The origin placeholder that means "the reactions server's own origin" (the demo site).
 SELF_ORIGIN = "self"
+
+
+@dataclass(frozen=True)
+class NamedSet:
+    """A reaction set a site offers besides its default one (e.g. `thumbs`: like and
+    dislike), embedded with `data-set`. It is counted apart, in its own keyspace (see
+    `keys.scope`): one choice per reader per article per set."""
+
+    name: str
+    reactions: tuple[Reaction, ...]
+    style: str = "percent"  # one of SET_STYLES; "count" is the compact style, showing counts
+    retired: tuple[Reaction, ...] = ()
+
+    @property
+    def all_reactions(self) -> tuple[Reaction, ...]:
+        return self.reactions + self.retired
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "reactions": [r.as_dict() for r in self.reactions],
+            "style": self.style,
+            "retired": [r.as_dict() for r in self.retired],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NamedSet:
+        style = data.get("style", "percent")
+        if style not in SET_STYLES:
+            raise InvalidField(f"a set's style must be one of {', '.join(SET_STYLES)}")
+        return cls(
+            name=data["name"],
+            reactions=parse_reaction_set(data["reactions"]),
+            style=style,
+            retired=parse_reaction_set(data.get("retired", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -22,6 +58,12 @@ class Site:
     created: float = 0.0
     # Reactions no longer offered: their votes are kept, not shown as an option.
     retired: tuple[Reaction, ...] = ()
+    # Named reaction sets besides the default one, in the order the admin lists them.
+    sets: tuple[NamedSet, ...] = ()
+
+    def named_set(self, name: str) -> NamedSet | None:
+        """The site's set of that name; None for "" (the default set) or one it lacks."""
+        return next((s for s in self.sets if s.name == name), None)
 
     def allows(self, origin: str | None, own_origin: str | None) -> bool:
         """`own_origin`: the server's own origin when the caller has checked that it is
@@ -47,6 +89,7 @@ class Site:
                 "reactions": [r.as_dict() for r in self.reactions],
                 "retired": [r.as_dict() for r in self.retired],
                 "created": self.created,
+                "sets": [s.as_dict() for s in self.sets],
             }
         )
 
@@ -61,6 +104,7 @@ class Site:
             else DEFAULT_REACTIONS,
             created=float(data.get("created", 0)),
             retired=parse_reaction_set(data.get("retired", [])),
+            sets=tuple(NamedSet.from_dict(s) for s in data.get("sets", ())),
         )
 
 
