@@ -3,7 +3,7 @@
 import pytest
 from redis.crc import key_slot
 
-from widget.reactions import THUMBS_REACTIONS
+from widget.reactions import THUMBS_REACTIONS, InvalidField
 from widget.store import (
     NamedSet,
     Site,
@@ -56,3 +56,17 @@ def test_a_sites_named_sets_are_kept_in_its_record():
     assert again == site
     assert again.named_set("thumbs").style == "count"
     assert again.named_set("") is None and again.named_set("stars") is None
+
+
+def test_a_site_as_its_set_is_counted_is_named_by_the_sets_scope():
+    site = Site("blog", ("https://blog.example",), sets=(NamedSet("thumbs", THUMBS_REACTIONS),))
+    thumbs = site.for_set("thumbs")
+    assert (thumbs.name, thumbs.reactions, thumbs.origins) == (
+        THUMBS,
+        THUMBS_REACTIONS,
+        site.origins,
+    )
+    assert thumbs.vote_keys[0] == index_key(THUMBS)
+    assert site.for_set("") is site
+    with pytest.raises(InvalidField, match="no reaction set 'stars'"):
+        site.for_set("stars")

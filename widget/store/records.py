@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..reactions import DEFAULT_REACTIONS, SET_STYLES, InvalidField, Reaction, parse_reaction_set
-from .keys import index_key, meta_key
+from .keys import index_key, meta_key, scope
 from .scripts import fold_arguments
 
 # The origin placeholder that means "the reactions server's own origin" (the demo site).
@@ -64,6 +64,23 @@ class Site:
     def named_set(self, name: str) -> NamedSet | None:
         """The site's set of that name; None for "" (the default set) or one it lacks."""
         return next((s for s in self.sets if s.name == name), None)
+
+    def for_set(self, name: str) -> Site:
+        """The site as its reaction set `name` is counted ("" the default set: the site
+        itself): named by the set's scope (`keys.scope`), with the set's reactions, so that
+        every store method taking a site or its name counts, reads and lists that set."""
+        if not name:
+            return self
+        named = self.named_set(name)
+        if named is None:
+            raise InvalidField(f"site '{self.name}' has no reaction set '{name}'")
+        return replace(
+            self,
+            name=scope(self.name, name),
+            reactions=named.reactions,
+            retired=named.retired,
+            sets=(),
+        )
 
     def allows(self, origin: str | None, own_origin: str | None) -> bool:
         """`own_origin`: the server's own origin when the caller has checked that it is
