@@ -299,6 +299,9 @@ def test_a_vote_made_while_the_subscription_was_lost_reaches_an_open_page(
     wait_for_bar(page)
     article = urllib.parse.parse_qs(urllib.parse.urlsplit(opened.value.url).query)["article"][0]
     wait_until(hub.connected.is_set)
+    # The stream open on the server, not only asked for by the page: one that arrived after
+    # the loss would wait for the new subscription and bring the vote without a reconnect.
+    wait_until(lambda: hub.count == 1)
 
     listener_gate.clear()
     with page.expect_request("**/api/v1/stream?*"):  # the widget's stream again
