@@ -311,3 +311,16 @@ def test_serve_without_a_token_keeps_metrics_private(tmp_path, redis_server):
     finally:
         server.stop()
     assert refused.value.code == 404
+
+
+def test_a_server_without_a_data_directory_leaves_no_metrics_files_behind(tmp_path, redis_server):
+    """With REDIS_URL and no data directory, the workers' metrics files go to a temporary
+    directory: it goes when the server stops, so restarts do not pile them up."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    server = Server(tmp_path / "none", REDIS_URL=redis_server.url, TMPDIR=str(temporary))
+    server.start()
+    assert [p.name for p in temporary.iterdir()][0].startswith("reactions-metrics-")
+    returncode, output = server.stop()
+    assert returncode == 0, output
+    assert list(temporary.iterdir()) == []

@@ -3,6 +3,7 @@ and the embedded Redis supervised, restarted whenever it dies."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -81,7 +82,8 @@ def supervise(server: subprocess.Popen, embedded: EmbeddedRedis | None, stopping
 def fresh_metrics_dir(env: dict) -> str:
     """An empty directory for the workers' metrics files (prometheus_client's multiprocess
     mode): `metrics` in the data directory when there is one, else a new temporary one.
-    Emptied at each start, since the figures of a previous run's workers must not count."""
+    Emptied at each start, since the figures of a previous run's workers must not count; a
+    temporary one is removed when `reactions serve` exits."""
     data_dir = os.path.abspath(env.get("REACTIONS_DATA_DIR") or "var")
     if os.path.isdir(data_dir):
         path = os.path.join(data_dir, "metrics")
@@ -91,7 +93,9 @@ def fresh_metrics_dir(env: dict) -> str:
             return path
         except OSError:
             pass
-    return tempfile.mkdtemp(prefix="reactions-metrics-")
+    path = tempfile.mkdtemp(prefix="reactions-metrics-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def start_gunicorn(
