@@ -15,6 +15,7 @@ import click
 import redis
 
 from . import __version__, backup, config, logs
+from .admin_export import EXPORT_DAY_CHOICES, csv_lines, json_chunks
 from .embed import embed_html
 from .embedded_redis import (
     EmbeddedRedis,
@@ -25,7 +26,7 @@ from .embedded_redis import (
 from .reactions import ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .serving import start_gunicorn, supervise, wait_until_up
-from .store import SELF_ORIGIN, Site, Store, connect
+from .store import SELF_ORIGIN, Site, Store, connect, last_days
 from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, read_export
 
 # What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
@@ -378,6 +379,51 @@ def admin_unlock() -> None:
     with open_store() as store:
         removed = store.unlock_admin_login()
     click.echo(f"Login unlocked ({removed} failure counter{'s' if removed != 1 else ''} removed).")
+
+
+@main.command("export")
+@click.argument("site_name", metavar="SITE")
+@click.option(
+    "--set", "set_name", default="", metavar="NAME",
+    help="The site's named reaction set to export (default: the default set).",
+)  # fmt: skip
+@click.option(
+    "--format", "form", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--daily", type=click.Choice([str(d) for d in EXPORT_DAY_CHOICES]), metavar="DAYS",
+    help="The daily series of the last DAYS days (30, 90 or 365) instead of the articles "
+    "(CSV only).",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+    help="Write to this file instead of the standard output.",
+)  # fmt: skip
+def export_command(site_name: str, set_name: str, form: str, daily: str | None, output) -> None:
+    """Write every article's counts of site SITE as CSV or JSON, as the admin's export does.
+
+    A site's reaction sets are exported apart: --set NAME exports that named set, whose
+    file says its set (a first column "set", a "set" field in JSON).
+    """
+    if daily and form != "csv":
+        raise click.BadParameter("the daily series is a CSV export", param_hint="--daily")
+    with open_store() as store:
+        site = store.get_site(site_name)
+        if site is None:
+            raise click.ClickException(f"no site '{site_name}': add it with 'reactions sites add'")
+        if set_name and site.named_set(set_name) is None:
+            known = ", ".join(s.name for s in site.sets) or "none"
+            raise click.ClickException(
+                f"site '{site_name}' has no reaction set '{set_name}' (its named sets: {known})"
+            )
+        if form == "json":
+            chunks = json_chunks(store, site, set_name)
+        else:
+            chunks = csv_lines(store, site, set_name, last_days(int(daily)) if daily else None)
+        for chunk in chunks:
+            output.write(chunk)
+        if form == "json":
+            output.write("\n")
 
 
 @main.group("import")
