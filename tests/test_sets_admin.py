@@ -105,6 +105,16 @@ def test_each_set_shows_its_own_figures_only(admin, voted):
     assert 'href="/admin/sites/demo?set=thumbs">thumbs</a>' in sites
 
 
+def test_a_sets_page_sorts_and_searches_within_the_set(admin, voted):
+    by_dislike = page(admin, "/admin/sites/demo", set="thumbs", sort="dislike")
+    found = page(admin, "/admin/sites/demo", set="thumbs", q="article")
+    not_in_default = page(admin, "/admin/sites/demo", q="Article C")
+
+    assert listed_articles(by_dislike)[0] == "a" and "Dislike ▾" in by_dislike
+    assert sorted(listed_articles(found)) == ["a", "c"]
+    assert "No articles match" in not_in_default
+
+
 def test_an_articles_page_in_a_set_shows_that_sets_votes(admin, voted):
     thumbs = page(admin, "/admin/sites/demo/article", id="a", set="thumbs")
     default = page(admin, "/admin/sites/demo/article", id="a")
