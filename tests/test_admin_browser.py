@@ -62,7 +62,11 @@ def test_admin_adds_a_thumbs_set_and_reads_its_figures_apart(page, live_server, 
     page.get_by_label("Shown as").last.select_option("count")
     page.get_by_role("button", name="Add set").click()
     page.wait_for_url("**/reactions?saved=thumbs#set-thumbs")
-    assert page.get_by_role("button", name="Save set “thumbs”").is_visible()
+    page.get_by_label("Label of like in set thumbs").fill("Agree")
+    page.get_by_role("button", name="Save set “thumbs”").click()
+    page.wait_for_url("**/reactions?saved=thumbs#set-thumbs")
+    assert page.get_by_role("status").inner_text().startswith("Saved")
+    assert store.get_site("demo").named_set("thumbs").reactions[0].label == "Agree"
     thumbs = store.get_site("demo").for_set("thumbs")
     for number in range(3):
         store.set_reaction(
@@ -78,7 +82,7 @@ def test_admin_adds_a_thumbs_set_and_reads_its_figures_apart(page, live_server, 
     first_row = page.locator("table.articles tbody tr").first
     assert (
         "The most loved post" in first_row.inner_text()
-        and "Like" in page.locator("table.articles thead").inner_text()
+        and "Agree" in page.locator("table.articles thead").inner_text()
     )
     results = Axe().run(page).response
     assert results["violations"] == []

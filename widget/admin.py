@@ -1,5 +1,9 @@
 """The admin pages: login, sites, per-site and per-article statistics (exports: admin_export).
 
+A site's named reaction sets are counted apart and shown apart: the site, article and export
+views take `?set=NAME` (none: the default set) and show that set's figures only; the
+reactions page edits every set.
+
 One rule for every total here and in the exports: a vote counts whatever became of its
 reaction, so a retired reaction's votes stay in the totals (shown in their own, marked
 column) as they do in the site's total and its ranking of articles. Only the bar on the
