@@ -467,3 +467,27 @@ def test_imported_likes_and_dislikes_show_under_thumbs(admin, redis_url):
     assert "33 reactions on 4 articles" in thumbs and "183 reactions on 11 articles" in default
     assert "Notes from the lighthouse" in thumbs and "Notes from the lighthouse" not in default
     assert "Breakdown · 25 reactions" in article and "Like 92%" in article
+
+
+def test_a_sets_pages_and_export_work_on_a_cluster(redis_cluster):
+    """A set's keys share its site's slot: every page and export of it is one shard's."""
+    app = admin_app(redis_cluster.url, PASSWORD)
+    try:
+        store = app.extensions["reactions"]
+        with_thumbs(store)
+        for number in range(3):
+            vote(store, f"post-{number}", f"r{number}", "like", "thumbs", title=f"Post {number}")
+        client = app.test_client()
+        login = {"password": PASSWORD, "csrf_token": token(client)}
+        assert client.post("/admin/login", data=login).status_code == 302
+
+        for path in (
+            "/admin/sites/demo?set=thumbs&q=post",
+            "/admin/sites/demo/article?id=post-1&set=thumbs",
+        ):
+            assert client.get(path).status_code == 200, path
+        assert "3 reactions on 3 articles" in page(client, "/admin/sites/demo", set="thumbs")
+        rows = client.get("/admin/sites/demo/export.csv?set=thumbs").get_data(as_text=True)
+        assert len(rows.splitlines()) == 4
+    finally:
+        app.extensions["reactions_live"].stop()
