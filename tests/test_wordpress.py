@@ -5,12 +5,15 @@ The fixtures under tests/wordpress/ follow wp-admin/includes/export.php of WordP
 (WXR 1.2), 3.1 (1.1) and 3.0 (1.0), and WordPress.com's variant (https namespaces).
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from widget.cli import main
+from widget.reactions import THUMBS_REACTIONS, Reaction
+from widget.store import SITES_KEY, NamedSet, Site, scope
 
 EXPORTS = Path(__file__).parent / "wordpress"
 FIELD_NOTES = EXPORTS / "fieldnotes.WordPress.2026-05-30.xml"
@@ -68,13 +71,15 @@ def test_an_export_brings_in_the_published_posts_and_pages_only(runner, client, 
     assert (
         "WordPress export (WXR 1.2): 14 published posts and pages, 1 of them "
         "password-protected; 11 with reactions, 183 reactions.\n"
+        "Like/dislike counter: 4 posts and pages with counts, 28 likes, 5 dislikes.\n"
         "Skipped 19 items: 6 navigation menu items, 5 attachments, 1 private post "
         "(2 reactions: --include-private imports them), 1 draft (4 reactions: publish it, "
         "then import a new export), 1 post pending review, 1 post in the trash (2 reactions: "
         "restore it, then import a new export), 1 scheduled post, 1 navigation block menu, "
         "1 global styles item, 1 item of type 'jetpack-portfolio' (7 reactions: --post-type "
         "jetpack-portfolio imports them).\n"
-        "Counts changed by +183"
+        "Counts changed by +183 (0 when this file was imported before).\n"
+        "Like/dislike counts of the set 'thumbs' changed by +33."
     ) in result.output
     assert "twp_be_react_2 has value '-1', not a count: taken as 0" in result.output
     assert {article: shown(client, article) for article in FIELD_NOTES_COUNTS} == (
@@ -221,6 +226,136 @@ def test_a_newer_export_adds_only_what_changed_since(runner, client, store):
     assert site_stats.total == 202 and site_stats.articles == 13
 
 
+# The like/dislike counter (post meta twp_be_like_count, twp_be_dislike_like_count) of the
+# posts that have one, as the `thumbs` set counts them after the import.
+FIELD_NOTES_THUMBS = {
+    f"{BLOG}/2026/03/spring-walk/": {"like": 23, "dislike": 2},
+    f"{BLOG}/2026/04/rain-again/": {},  # liked once, then taken back: a like count of 0
+    f"{BLOG}/2026/04/tom-jerry-and-the-cat-flap/": {"dislike": 3},  # only dislikes
+    f"{BLOG}/2026/05/notes-from-the-lighthouse/": {"like": 5},  # no six-emotion reactions
+}
+# The addresses the plugin keeps beside each like and dislike (and reaction) in the export.
+VOTER_ADDRESSES = ("192.0.2.", "203.0.113.")
+
+
+def thumbs_counts(store, article: str) -> dict[str, int]:
+    return {r: n for r, n in store.counts(scope("blog", "thumbs"), article).items() if n}
+
+
+def site_record(redis_client) -> Site:
+    return Site.from_json("blog", redis_client.hget(SITES_KEY, "blog"))
+
+
+def test_the_like_dislike_counter_comes_in_as_the_thumbs_set(runner, client, store, redis_client):
+    result = import_wordpress(runner, FIELD_NOTES)
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "Created the reaction set 'thumbs' of site 'blog' for the like/dislike counts: "
+        "\N{THUMBS UP SIGN} Like, \N{THUMBS DOWN SIGN} Dislike, shown as counts."
+    ) in result.output
+    assert site_record(redis_client).named_set("thumbs") == NamedSet(
+        "thumbs", THUMBS_REACTIONS, "count"
+    )
+    assert {a: thumbs_counts(store, a) for a in FIELD_NOTES_THUMBS} == FIELD_NOTES_THUMBS
+    # Counted apart: the six-emotion bar of each post is as before, and a post with likes
+    # only has no article in the default set.
+    spring_walk = f"{BLOG}/2026/03/spring-walk/"
+    assert shown(client, spring_walk) == FIELD_NOTES_COUNTS[spring_walk]
+    lighthouse = f"{BLOG}/2026/05/notes-from-the-lighthouse/"
+    assert shown(client, lighthouse) == {}
+    assert store.client.hexists("rx:{blog}:meta", lighthouse) is False
+    (default,) = store.site_stats([site_record(redis_client)])
+    (thumbs,) = store.site_stats([site_record(redis_client).for_set("thumbs")])
+    assert (default.total, default.articles) == (183, 11)
+    assert (thumbs.total, thumbs.articles) == (33, 4)
+    (stats,) = store.article_stats(scope("blog", "thumbs"), [lighthouse])
+    assert stats.title == "Notes from the lighthouse" and stats.url == lighthouse
+
+
+def stored_text(redis_client) -> str:
+    """Every key and value in Redis, as one text."""
+    parts = []
+    for key in redis_client.scan_iter(count=1000):
+        kind = redis_client.type(key)
+        value = {
+            "string": lambda k: redis_client.get(k),
+            "hash": lambda k: redis_client.hgetall(k),
+            "zset": lambda k: redis_client.zrange(k, 0, -1, withscores=True),
+            "list": lambda k: redis_client.lrange(k, 0, -1),
+            "set": lambda k: redis_client.smembers(k),
+        }[kind](key)
+        parts.append(f"{key} {value}")
+    return "\n".join(parts)
+
+
+def test_the_voters_addresses_the_plugin_kept_are_never_stored(runner, redis_client):
+    export = FIELD_NOTES.read_text()
+    assert all(address in export for address in VOTER_ADDRESSES)  # the file has them
+
+    result = import_wordpress(runner, FIELD_NOTES, "--include-private")
+
+    assert result.exit_code == 0, result.output
+    stored = stored_text(redis_client)
+    assert "Spring walk along the dunes" in stored and "thumbs" in stored  # it did import
+    for address in VOTER_ADDRESSES:
+        assert address not in stored and address not in result.output
+    assert "twp_be_ip_address" not in stored
+
+
+def test_importing_again_never_counts_a_like_twice(runner, store, redis_client):
+    first = import_wordpress(runner, FIELD_NOTES)
+    again = import_wordpress(runner, FIELD_NOTES)
+    # A reader likes a post on the new bar before the owner's last export from WordPress.
+    herons = f"{BLOG}/2026/03/herons-of-the-bay/"
+    thumbs = site_record(redis_client).for_set("thumbs")
+    store.set_reaction(thumbs, herons, store.reader_hash("blog", "reader"), "like")
+
+    later = import_wordpress(runner, FIELD_NOTES_LATER)
+
+    assert "Like/dislike counts of the set 'thumbs' changed by +33." in first.output
+    assert "Like/dislike counts of the set 'thumbs' changed by +0." in again.output
+    assert "Created the reaction set" not in again.output + later.output
+    # Two more likes on one post, and a like on the post whose like was taken back.
+    assert "Like/dislike counts of the set 'thumbs' changed by +3." in later.output
+    assert thumbs_counts(store, f"{BLOG}/2026/03/spring-walk/") == {"like": 25, "dislike": 2}
+    assert thumbs_counts(store, f"{BLOG}/2026/04/rain-again/") == {"like": 1}
+    assert thumbs_counts(store, herons) == {"like": 1}
+    (stats,) = store.site_stats([thumbs])
+    assert stats.total == 37
+    assert len(site_record(redis_client).sets) == 1
+
+
+def test_a_dry_run_says_it_would_create_the_set_and_writes_nothing(runner, redis_client):
+    result = import_wordpress(runner, FIELD_NOTES, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "Would create the reaction set 'thumbs' of site 'blog'" in result.output
+    assert (
+        f"would import {BLOG}/2026/04/tom-jerry-and-the-cat-flap/ (Tom & Jerry and the cat "
+        "flap) into the set 'thumbs': dislike 3"
+    ) in result.output
+    assert site_record(redis_client).sets == ()
+    assert redis_client.keys("rx:{blog}:*") == []
+
+
+def test_a_thumbs_set_of_the_site_is_kept_as_the_owner_made_it(runner, store, redis_client):
+    # The owner added a thumbs set with a like only, a label of their own, shown in percent.
+    liked = NamedSet("thumbs", (Reaction("like", "\N{HEAVY BLACK HEART}", "Love it"),), "percent")
+    store.save_site(replace(site_record(redis_client), sets=(liked,)))
+
+    result = import_wordpress(runner, FIELD_NOTES)
+
+    assert result.exit_code == 0, result.output
+    assert "Created the reaction set" not in result.output
+    assert (
+        f"warning: {BLOG}/2026/03/spring-walk/: the set 'thumbs' has no reaction dislike: "
+        "those counts are left out"
+    ) in result.output
+    assert site_record(redis_client).sets == (liked,)
+    assert thumbs_counts(store, f"{BLOG}/2026/03/spring-walk/") == {"like": 23}
+
+
 def truncated(tmp_path, at: int) -> Path:
     """A download cut off after `at` bytes."""
     path = tmp_path / FIELD_NOTES.name
@@ -246,7 +381,7 @@ def empty(tmp_path) -> Path:
     [
         (empty, "is empty: the export did not download"),
         (lambda tmp: truncated(tmp, 30000), "the download was cut off"),
-        (lambda tmp: truncated(tmp, 13350), "the download was cut off"),  # inside a CDATA
+        (lambda tmp: truncated(tmp, 14518), "the download was cut off"),  # inside a CDATA
         (lambda tmp: EXPORTS / "refused/login.html", "is a web page (HTML), not a WordPress"),
         (lambda tmp: EXPORTS / "refused/posts.json", "is a JSON file, not a WordPress export"),
         (lambda tmp: EXPORTS / "refused/feed.xml", "is an RSS feed, not a WordPress export"),

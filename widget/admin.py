@@ -1,5 +1,9 @@
 """The admin pages: login, sites, per-site and per-article statistics (exports: admin_export).
 
+A site's named reaction sets are counted apart and shown apart: the site, article and export
+views take `?set=NAME` (none: the default set) and show that set's figures only; the
+reactions page edits every set.
+
 One rule for every total here and in the exports: a vote counts whatever became of its
 reaction, so a retired reaction's votes stay in the totals (shown in their own, marked
 column) as they do in the site's total and its ranking of articles. Only the bar on the
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from flask import (
@@ -30,14 +35,17 @@ from .embed import embed_html
 from .errors import error_response
 from .reactions import (
     REACTION_ID,
+    SET_STYLES,
+    THUMBS_REACTIONS,
     InvalidField,
     Reaction,
     ReactionsError,
     percentages,
     validate_origin,
+    validate_set_name,
     validate_site,
 )
-from .store import SELF_ORIGIN, ArticleStats, Site, current_store, last_days
+from .store import SELF_ORIGIN, ArticleStats, NamedSet, Site, current_store, last_days
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -47,6 +55,7 @@ TIMELINE_CHOICES = (30, 90)
 FAILURE_WINDOW = 15 * 60
 MAX_FAILURES = 5
 MAX_REACTIONS = 12
+MAX_SETS = 8
 SESSION_SECONDS = 12 * 3600
 ADMIN_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -190,6 +199,19 @@ def admin_site(name: str) -> Site:
     return site
 
 
+def admin_set(site: Site) -> tuple[Site, str]:
+    """The site as the request's reaction set (`?set=`, none: the default set) is counted, and
+    that set's name. An unknown set is not found, as an unknown site is; the exports (which
+    answer JSON errors) say why instead."""
+    name = request.args.get("set", "")
+    try:
+        return site.for_set(validate_set_name(name)), name
+    except InvalidField:
+        if request.path.endswith((".csv", ".json")):
+            raise
+        abort(404)
+
+
 def parse_origins(raw: str) -> tuple[str, ...]:
     """Origins one per line; `self` stands for this server's own origin."""
     origins = tuple(
@@ -200,11 +222,15 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
-def embed_snippet(site: Site) -> str:
+def embed_snippet(site: Site, set_name: str = "") -> str:
     """With REACTIONS_PUBLIC_URL, the snippet names that address; without it, the address
-    this admin page was opened at (behind trusted proxies, the one the browser used)."""
+    this admin page was opened at (behind trusted proxies, the one the browser used). A
+    named set's element names its set (set names are letters, digits, - and _)."""
     server = current_app.config["REACTIONS_PUBLIC_URL"] or request.url_root
-    return embed_html(server, site.name)
+    snippet = embed_html(server, site.name)
+    if set_name:
+        snippet = snippet.replace("<emoji-reactions ", f'<emoji-reactions data-set="{set_name}" ')
+    return snippet
 
 
 @bp.get("/")
@@ -228,63 +254,146 @@ def add_site():
 def edit_origins(name: str):
     store = current_store()
     site = admin_site(name)
-    store.save_site(Site(site.name, parse_origins(request.form.get("origins", "")),
-                         site.reactions, site.created, site.retired))  # fmt: skip
+    store.save_site(replace(site, origins=parse_origins(request.form.get("origins", ""))))
     return redirect(url_for("admin.site", name=name))
 
 
 @bp.get("/sites/<name>")
 def site(name: str):
+    """The site's page for one of its reaction sets (`?set=`, the default set without): that
+    set's figures only, as each set is counted apart."""
     store = current_store()
     site = admin_site(name)
+    counted, set_name = admin_set(site)
     sort = request.args.get("sort", "total")
-    if sort != "total" and sort not in {r.id for r in site.all_reactions}:
+    if sort != "total" and sort not in {r.id for r in counted.all_reactions}:
         sort = "total"
     days = request.args.get("days", 30, type=int)
     days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
     query = request.args.get("q", "").strip()[:100]
     page = max(1, request.args.get("page", 1, type=int))
 
-    (stats,) = store.site_stats([site])
+    (stats,) = store.site_stats([counted])
     total_articles = stats.articles
     pages = max(1, math.ceil(total_articles / PAGE_SIZE))
     if query:
-        articles = store.search_articles(site.name, query, SEARCH_LIMIT)
+        articles = store.search_articles(counted.name, query, SEARCH_LIMIT)
     else:
         page = min(page, pages)
         articles = store.top_articles(
-            site.name, None if sort == "total" else sort, (page - 1) * PAGE_SIZE, PAGE_SIZE
+            counted.name, None if sort == "total" else sort, (page - 1) * PAGE_SIZE, PAGE_SIZE
         )
     day_list = last_days(days)
-    timeline = store.site_timeline(site.name, day_list)
+    timeline = store.site_timeline(counted.name, day_list)
     return render_template(
         "admin/site.html",
         site=site,
+        counted=counted,
+        set_name=set_name,
+        named=site.named_set(set_name),
         stats=stats,
-        rows=[article_row(site, a) for a in articles],
+        rows=[article_row(counted, a) for a in articles],
         sort=sort,
         days=days,
         query=query,
         page=page,
         pages=pages,
         total_articles=total_articles,
-        chart=timeline_chart(site, day_list, timeline),
-        snippet=embed_snippet(site),
+        chart=timeline_chart(counted, day_list, timeline),
+        snippet=embed_snippet(site, set_name),
     )
+
+
+# Reaction sets: the default one and the named ones ------------------------------------------
 
 
 @bp.route("/sites/<name>/reactions", methods=["GET", "POST"])
 def reaction_set(name: str):
+    """The reactions each set offers; a POST saves the default set, or with `?set=` that
+    named set (its reactions and style)."""
     store = current_store()
     site = admin_site(name)
     if request.method == "POST":
-        site = store.save_site(edited_reaction_set(site, request.form))
-        return redirect(url_for("admin.reaction_set", name=name, saved=1))
-    return render_template("admin/reactions.html", site=site, saved=request.args.get("saved"))
+        set_name = request.args.get("set", "")
+        if not set_name:
+            active, retired = edited_reactions(site.all_reactions, request.form)
+            store.save_site(replace(site, reactions=active, retired=retired))
+            return redirect(url_for("admin.reaction_set", name=name, saved=1))
+        named = site.named_set(set_name)
+        if named is None:
+            abort(404)
+        active, retired = edited_reactions(named.all_reactions, request.form)
+        edited = replace(named, reactions=active, retired=retired, style=set_style(request.form))
+        store.save_site(with_set(site, edited))
+        return redirect(
+            url_for("admin.reaction_set", name=name, saved=set_name, _anchor=f"set-{set_name}")
+        )
+    return render_template(
+        "admin/reactions.html",
+        site=site,
+        saved=request.args.get("saved"),
+        removed=request.args.get("removed"),
+        styles=SET_STYLES,
+        max_sets=MAX_SETS,
+    )
 
 
-def edited_reaction_set(site: Site, form) -> Site:
-    """The site with the form's labels and emoji, retirements, restorations and addition."""
+@bp.post("/sites/<name>/sets")
+def add_set(name: str):
+    """A new named set: the like/dislike pair or a copy of the default set's offered
+    reactions, to edit afterwards. A set removed earlier under that name comes back with
+    its counts, which stayed in Redis."""
+    store = current_store()
+    site = admin_site(name)
+    set_name = validate_set_name(request.form.get("set", "").strip())
+    if not set_name:
+        raise InvalidField("give the new set a name, such as thumbs")
+    if site.named_set(set_name) is not None:
+        raise InvalidField(f"site '{site.name}' has a set '{set_name}' already; edit it below")
+    if len(site.sets) >= MAX_SETS:
+        raise InvalidField(f"a site has at most {MAX_SETS} named sets; remove one first")
+    presets = {"thumbs": THUMBS_REACTIONS, "default": site.reactions}
+    preset = request.form.get("preset", "thumbs")
+    if preset not in presets:
+        raise InvalidField("a new set starts with the like/dislike pair or the default set")
+    added = NamedSet(set_name, presets[preset], set_style(request.form))
+    store.save_site(replace(site, sets=(*site.sets, added)))
+    return redirect(
+        url_for("admin.reaction_set", name=name, saved=set_name, _anchor=f"set-{set_name}")
+    )
+
+
+@bp.post("/sites/<name>/sets/remove")
+def remove_set(name: str):
+    """Stops offering a named set; its counts stay in Redis (adding it again shows them)."""
+    store = current_store()
+    site = admin_site(name)
+    set_name = request.args.get("set", "")
+    if site.named_set(set_name) is None:
+        abort(404)
+    if request.form.get("confirm") != "yes":
+        raise InvalidField("tick the box to confirm the removal")
+    store.save_site(replace(site, sets=tuple(s for s in site.sets if s.name != set_name)))
+    return redirect(url_for("admin.reaction_set", name=name, removed=set_name))
+
+
+def with_set(site: Site, edited: NamedSet) -> Site:
+    return replace(site, sets=tuple(edited if s.name == edited.name else s for s in site.sets))
+
+
+def set_style(form) -> str:
+    style = form.get("style", "percent")
+    if style not in SET_STYLES:
+        raise InvalidField(f"a set's style is one of {', '.join(SET_STYLES)}")
+    return style
+
+
+def edited_reactions(
+    every: tuple[Reaction, ...], form
+) -> tuple[tuple[Reaction, ...], tuple[Reaction, ...]]:
+    """(offered, retired) reactions of a set as the form edits them: labels and emoji,
+    retirements, restorations and an addition. `every` is the set's reactions, retired ones
+    too; a reaction is offered when its box is ticked."""
 
     def text(field: str, limit: int, what: str) -> str:
         value = " ".join(form.get(field, "").split())
@@ -293,7 +402,7 @@ def edited_reaction_set(site: Site, form) -> Site:
         return value
 
     active, retired = [], []
-    for reaction in site.all_reactions:
+    for reaction in every:
         edited = Reaction(
             reaction.id,
             text(f"emoji-{reaction.id}", 16, f"the emoji of '{reaction.id}'"),
@@ -305,16 +414,16 @@ def edited_reaction_set(site: Site, form) -> Site:
     if new_id:
         if not REACTION_ID.fullmatch(new_id):
             raise InvalidField("a new reaction id is 1-32 lowercase letters, digits, - or _")
-        if new_id in {r.id for r in site.all_reactions}:
+        if new_id in {r.id for r in every}:
             raise InvalidField(f"reaction '{new_id}' exists already (restore it instead)")
         active.append(
             Reaction(new_id, text("new-emoji", 16, "the emoji"), text("new-label", 32, "the label"))
         )
     if not active:
-        raise InvalidField("a site needs at least one active reaction")
+        raise InvalidField("a set needs at least one offered reaction")
     if len(active) > MAX_REACTIONS:
         raise InvalidField(f"at most {MAX_REACTIONS} active reactions")
-    return Site(site.name, site.origins, tuple(active), site.created, tuple(retired))
+    return tuple(active), tuple(retired)
 
 
 # Articles ----------------------------------------------------------------------------------
@@ -339,34 +448,42 @@ def article_row(site: Site, article: ArticleStats) -> dict:
 def article(name: str):
     store = current_store()
     site = admin_site(name)
+    counted, set_name = admin_set(site)
     article_id = request.args.get("id", "")
-    (stats,) = store.article_stats(site.name, [article_id]) or [None]
+    (stats,) = store.article_stats(counted.name, [article_id]) or [None]
     if stats is None or (not stats.counts and stats.first_seen is None):
         abort(404)
     days = request.args.get("days", 30, type=int)
     days = days if days in TIMELINE_CHOICES else TIMELINE_CHOICES[0]
     day_list = last_days(days)
     timeline = store.article_timeline(
-        site.name, article_id, [r.id for r in site.all_reactions], day_list
+        counted.name, article_id, [r.id for r in counted.all_reactions], day_list
     )
     return render_template(
         "admin/article.html",
         site=site,
-        row=article_row(site, stats),
+        counted=counted,
+        set_name=set_name,
+        named=site.named_set(set_name),
+        row=article_row(counted, stats),
         days=days,
-        chart=timeline_chart(site, day_list, timeline),
+        chart=timeline_chart(counted, day_list, timeline),
         reset=request.args.get("reset"),
     )
 
 
 @bp.post("/sites/<name>/article/reset")
 def reset_article(name: str):
+    """Resets the article's counts in the set of `?set=` only (the default set without)."""
     site = admin_site(name)
+    counted, set_name = admin_set(site)
     article_id = request.form.get("id", "")
     if request.form.get("confirm") != "yes":
         raise InvalidField("tick the box to confirm the reset")
-    removed = current_store().reset_article(site, article_id)
-    return redirect(url_for("admin.article", name=name, id=article_id, reset=removed))
+    removed = current_store().reset_article(counted, article_id)
+    return redirect(
+        url_for("admin.article", name=name, id=article_id, reset=removed, set=set_name or None)
+    )
 
 
 # Charts ------------------------------------------------------------------------------------

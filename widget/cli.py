@@ -15,6 +15,7 @@ import click
 import redis
 
 from . import __version__, backup, config, logs
+from .admin_export import EXPORT_DAY_CHOICES, csv_lines, json_chunks
 from .embed import embed_html
 from .embedded_redis import (
     EmbeddedRedis,
@@ -22,11 +23,11 @@ from .embedded_redis import (
     answers,
     socket_url,
 )
-from .reactions import ReactionsError, validate_origin, validate_site
+from .reactions import THUMBS_REACTIONS, ReactionsError, validate_origin, validate_site
 from .security import hash_password
 from .serving import start_gunicorn, supervise, wait_until_up
-from .store import SELF_ORIGIN, Site, Store, connect
-from .wordpress import CONTENT_TYPES, WORDPRESS_TYPES, read_export
+from .store import SELF_ORIGIN, NamedSet, Site, Store, connect, last_days
+from .wordpress import CONTENT_TYPES, THUMBS_SET, WORDPRESS_TYPES, read_export
 
 # What a terminal (Ctrl-C, closing it), systemd, Docker or a process manager sends to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -380,6 +381,51 @@ def admin_unlock() -> None:
     click.echo(f"Login unlocked ({removed} failure counter{'s' if removed != 1 else ''} removed).")
 
 
+@main.command("export")
+@click.argument("site_name", metavar="SITE")
+@click.option(
+    "--set", "set_name", default="", metavar="NAME",
+    help="The site's named reaction set to export (default: the default set).",
+)  # fmt: skip
+@click.option(
+    "--format", "form", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--daily", type=click.Choice([str(d) for d in EXPORT_DAY_CHOICES]), metavar="DAYS",
+    help="The daily series of the last DAYS days (30, 90 or 365) instead of the articles "
+    "(CSV only).",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8", lazy=True), default="-",
+    help="Write to this file instead of the standard output.",
+)  # fmt: skip
+def export_command(site_name: str, set_name: str, form: str, daily: str | None, output) -> None:
+    """Write every article's counts of site SITE as CSV or JSON, as the admin's export does.
+
+    A site's reaction sets are exported apart: --set NAME exports that named set, whose
+    file says its set (a first column "set", a "set" field in JSON).
+    """
+    if daily and form != "csv":
+        raise click.BadParameter("the daily series is a CSV export", param_hint="--daily")
+    with open_store() as store:
+        site = store.get_site(site_name)
+        if site is None:
+            raise click.ClickException(f"no site '{site_name}': add it with 'reactions sites add'")
+        if set_name and site.named_set(set_name) is None:
+            known = ", ".join(s.name for s in site.sets) or "none"
+            raise click.ClickException(
+                f"site '{site_name}' has no reaction set '{set_name}' (its named sets: {known})"
+            )
+        if form == "json":
+            chunks = json_chunks(store, site, set_name)
+        else:
+            chunks = csv_lines(store, site, set_name, last_days(int(daily)) if daily else None)
+        for chunk in chunks:
+            output.write(chunk)
+        if form == "json":
+            output.write("\n")
+
+
 @main.group("import")
 def import_group() -> None:
     """Bring in reaction counts from other systems."""
@@ -408,9 +454,11 @@ def import_wordpress(
 
     Each published post's and page's counts (post meta twp_be_react_1 to _6) become the
     starting counts of its article, keyed by its permalink as the widget keys the page
-    (plain permalinks like ?p=123 included). Drafts, scheduled, private and trashed posts,
-    attachments and menu items are skipped and counted. Importing the same file again
-    changes nothing; a newer export adds only what changed since.
+    (plain permalinks like ?p=123 included). Its like/dislike counts (twp_be_like_count,
+    twp_be_dislike_like_count) go to the site's reaction set 'thumbs', created with like and
+    dislike, shown as counts, if the site has none. Drafts, scheduled, private and trashed
+    posts, attachments and menu items are skipped and counted. Importing the same file
+    again changes nothing; a newer export adds only what changed since.
     """
     for post_type in post_types:
         if post_type in CONTENT_TYPES or post_type in WORDPRESS_TYPES:
@@ -425,36 +473,78 @@ def import_wordpress(
         site = store.get_site(site_name)
         if site is None:
             raise click.ClickException(f"no site '{site_name}': add it with 'reactions sites add'")
-        known = {r.id for r in site.all_reactions}
+        with_thumbs = [post for post in wordpress.posts if post.thumbs]
+        thumbs = thumbs_set(store, site, dry_run) if with_thumbs else None
         verb = "would import" if dry_run else "imported"
-        change = 0
+        change = thumbs_change = 0
         for post in wordpress.posts:
             for warning in post.warnings:
                 click.echo(f"warning: {post.url}: {warning}", err=True)
-            unknown = sorted(set(post.counts) - known)
-            if unknown:
+            # A post with like/dislike counts only has no article in the default set.
+            if post.counts or not post.thumbs:
+                counts = known_counts(site, post.url, post.counts, "the site")
+                if not dry_run:
+                    change += store.import_counts(site, post.article, counts, post.url, post.title)
+                shown = ", ".join(f"{r} {n}" for r, n in counts.items()) or "no counts"
+                click.echo(f"{verb} {post.article} ({post.title or 'untitled'}): {shown}")
+            if post.thumbs and thumbs is not None:
+                counts = known_counts(thumbs, post.url, post.thumbs, f"the set '{THUMBS_SET}'")
+                if not dry_run:
+                    thumbs_change += store.import_counts(
+                        thumbs, post.article, counts, post.url, post.title
+                    )
+                shown = ", ".join(f"{r} {n}" for r, n in counts.items()) or "no counts"
                 click.echo(
-                    f"warning: {post.url}: the site has no reaction {', '.join(unknown)}: "
-                    "those counts are left out",
-                    err=True,
+                    f"{verb} {post.article} ({post.title or 'untitled'}) into the set "
+                    f"'{THUMBS_SET}': {shown}"
                 )
-            counts = {r: n for r, n in post.counts.items() if r in known}
-            if not dry_run:
-                change += store.import_counts(site, post.article, counts, post.url, post.title)
-            shown = ", ".join(f"{r} {n}" for r, n in counts.items()) or "no counts"
-            click.echo(f"{verb} {post.article} ({post.title or 'untitled'}): {shown}")
     for line in wordpress.summary():
         click.echo(line)
     if not dry_run:
         click.echo(f"Counts changed by {change:+d} (0 when this file was imported before).")
+        if with_thumbs:
+            click.echo(
+                f"Like/dislike counts of the set '{THUMBS_SET}' changed by {thumbs_change:+d}."
+            )
     logs.event(
         "import.wordpress",
         "WordPress counts checked (dry run)" if dry_run else "WordPress counts imported",
         site=site_name,
         posts=len(wordpress.posts),
         change=change,
+        thumbs_change=thumbs_change,
         dry_run=dry_run,
     )
+
+
+def thumbs_set(store: Store, site: Site, dry_run: bool) -> Site:
+    """The site as its set 'thumbs' is counted, for the like/dislike counts: created (like
+    and dislike, shown as counts) when the site has no such set, and said so."""
+    if site.named_set(THUMBS_SET) is None:
+        site = replace(site, sets=(*site.sets, NamedSet(THUMBS_SET, THUMBS_REACTIONS, "count")))
+        if not dry_run:
+            site = store.save_site(site)
+        click.echo(
+            f"{'Would create' if dry_run else 'Created'} the reaction set '{THUMBS_SET}' of "
+            f"site '{site.name}' for the like/dislike counts: "
+            + ", ".join(f"{r.emoji} {r.label}" for r in THUMBS_REACTIONS)
+            + f', shown as counts. Embed it with <emoji-reactions data-set="{THUMBS_SET}">.'
+        )
+    return site.for_set(THUMBS_SET)
+
+
+def known_counts(site: Site, url: str, counts: dict[str, int], where: str) -> dict[str, int]:
+    """The counts of the reactions `site` (a site or one of its sets) has; a warning names
+    the others, which are left out."""
+    known = {r.id for r in site.all_reactions}
+    unknown = sorted(set(counts) - known)
+    if unknown:
+        click.echo(
+            f"warning: {url}: {where} has no reaction {', '.join(unknown)}: "
+            "those counts are left out",
+            err=True,
+        )
+    return {r: n for r, n in counts.items() if r in known}
 
 
 @main.command("backup")

@@ -1,6 +1,8 @@
 """Read a WordPress export (WXR) for the counts of the Booster Extension reaction plugin.
 
-The plugin keeps each post's counts in post meta `twp_be_react_1` … `twp_be_react_6`. A post
+The plugin keeps each post's counts in post meta `twp_be_react_1` … `twp_be_react_6`, and
+those of its like/dislike counter in `twp_be_like_count` and `twp_be_dislike_like_count`
+(sic), which go to the site's `thumbs` set. A post
 is keyed by its `<link>`, the permalink WordPress also prints as the page's
 `<link rel="canonical">`, normalized as the widget's article ids are: so the counts land on
 the article the widget will show on that page, plain permalinks (`?p=123`) included.
@@ -33,6 +35,17 @@ BOOSTER_SLOTS = {
     "twp_be_react_5": "surprise",
     "twp_be_react_6": "sleepy",
 }
+# The like/dislike counter's post meta → our reaction id in the `thumbs` set, as Booster
+# Extension 1.1.7 writes them in inc/backend/twp-be-like-dislike.php (its AJAX callback,
+# booster_extension_like_dislike_callback: update_post_meta on each click), and prints them
+# in inc/frontend/like-dislike.php. The same callback keeps each voter's raw IP address in
+# `twp_be_ip_address_lists_like` / `_dislike`: those are never read.
+BOOSTER_LIKE_DISLIKE = {
+    "twp_be_like_count": "like",
+    "twp_be_dislike_like_count": "dislike",
+}
+# The named set the like/dislike counts go to.
+THUMBS_SET = "thumbs"
 # WordPress writes http://wordpress.org/export/1.2/; WordPress.com writes https. Versions 1.0
 # (WordPress 2.x-3.0) and 1.1 (3.1) differ from 1.2 only in what we do not read.
 WP_NAMESPACE = re.compile(r"https?://wordpress\.org/export/(\d+\.\d+)/")
@@ -100,6 +113,8 @@ class ImportedPost:
     title: str
     counts: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    # The like/dislike counter's counts (for the `thumbs` set), when the post has them.
+    thumbs: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -129,11 +144,20 @@ class WordpressExport:
             if self.password_protected
             else ""
         )
+        with_reactions = sum(1 for post in self.posts if post.counts or not post.thumbs)
         lines = [
             f"WordPress export (WXR {self.version}): {self.published} published posts "
-            f"and pages{protected}; {len(self.posts)} with reactions, "
+            f"and pages{protected}; {with_reactions} with reactions, "
             f"{self.total} reactions."
         ]
+        thumbs = [post.thumbs for post in self.posts if post.thumbs]
+        if thumbs:
+            likes = sum(t.get("like", 0) for t in thumbs)
+            dislikes = sum(t.get("dislike", 0) for t in thumbs)
+            lines.append(
+                f"Like/dislike counter: {len(thumbs)} posts and pages with counts, "
+                f"{likes} likes, {dislikes} dislikes."
+            )
         if self.skipped:
             skipped = ", ".join(self.skipped_summary())
             lines.append(f"Skipped {self.skipped.total()} items: {skipped}.")
@@ -203,8 +227,11 @@ def read_export(
     for article, posts in by_article.items():
         first = posts[0]
         # The same item twice (a file joined from two exports) is one post, not a conflict.
-        if all(p.post_id == first.post_id and p.counts == first.counts for p in posts):
-            if first.counts or first.warnings:
+        if all(
+            p.post_id == first.post_id and p.counts == first.counts and p.thumbs == first.thumbs
+            for p in posts
+        ):
+            if first.counts or first.warnings or first.thumbs:
                 export.posts.append(first)
             continue
         conflicts.append(f"  {article}: " + " and ".join(p.describe() for p in posts))
@@ -221,14 +248,19 @@ def read_export(
 
 def _read_item(item, namespace: str) -> ImportedPost:
     counts: dict[str, int] = {}
+    thumbs: dict[str, int] = {}
     warnings = []
     for meta in item.iter(f"{namespace}postmeta"):
         key = (meta.findtext(f"{namespace}meta_key") or "").strip()
-        if key not in BOOSTER_SLOTS:
-            continue
+        if key in BOOSTER_SLOTS:
+            found, reaction = counts, BOOSTER_SLOTS[key]
+        elif key in BOOSTER_LIKE_DISLIKE:
+            found, reaction = thumbs, BOOSTER_LIKE_DISLIKE[key]
+        else:
+            continue  # every other meta, the voters' IP address lists among them
         raw = (meta.findtext(f"{namespace}meta_value") or "").strip()
         if COUNT.fullmatch(raw):
-            counts[BOOSTER_SLOTS[key]] = int(raw)
+            found[reaction] = int(raw)
         else:
             warnings.append(f"{key} has value {raw[:40]!r}, not a count: taken as 0")
     link = (item.findtext("link") or "").strip()
@@ -246,6 +278,7 @@ def _read_item(item, namespace: str) -> ImportedPost:
         title=title,
         counts=counts,
         warnings=warnings,
+        thumbs=thumbs,
     )
 
 
