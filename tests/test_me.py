@@ -78,12 +78,19 @@ def test_a_reader_sees_every_reaction_they_gave_on_the_site(client, blog):
 
     assert response.json["site"] == "blog"
     assert sorted(response.json["reactions"], key=lambda r: r["article"]) == [
-        {"article": "first", "reaction": "happy", "url": f"{ORIGIN}/first", "title": "About first"},
+        {
+            "article": "first",
+            "reaction": "happy",
+            "url": f"{ORIGIN}/first",
+            "title": "About first",
+            "set": "",
+        },
         {
             "article": "second",
             "reaction": "excited",
             "url": f"{ORIGIN}/second",
             "title": "About second",
+            "set": "",
         },
     ]
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
