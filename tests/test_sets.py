@@ -12,7 +12,8 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import BROWSER_UA, wait_until
+from tests.servers import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET, wait_until
+from widget import create_app
 from widget.cli import main
 from widget.reactions import DEFAULT_REACTIONS, THUMBS_REACTIONS, Reaction
 from widget.store import NamedSet, Site, Store, counts_key, scope
@@ -100,9 +101,6 @@ def test_a_named_sets_counts_are_kept_in_its_own_keys(client, blog, redis_client
 
 def test_a_vote_in_a_set_on_redis_cluster(redis_cluster):
     """On a cluster, a set's vote is one script in its site's slot, as the default set's."""
-    from tests.servers import NO_LIMITS, PATIENT_REDIS, SECRET
-    from widget import create_app
-
     app = create_app(
         {"REDIS_URL": redis_cluster.url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True}
         | NO_LIMITS
@@ -363,6 +361,22 @@ def test_a_reader_takes_back_one_articles_reaction_in_one_set(client, blog, quer
     vote(client, "post", "like", "thumbs")
     assert own(me(client, "DELETE", query)) == [taken]
     assert own(me(client)) == [left]
+
+
+def test_a_request_across_every_set_counts_once_against_the_own_data_limit(redis_url, redis_client):
+    app = create_app(
+        {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET, "TESTING": True}
+        | NO_LIMITS
+        | PATIENT_REDIS
+        | {"REACTIONS_OWN_DATA_RATE_PER_MINUTE": 3}
+    )
+    try:
+        app.extensions["reactions"].save_site(Site("blog", (ORIGIN,), sets=(THUMBS,)))
+        client = app.test_client()
+        statuses = [me(client).status_code for _ in range(3)] + [me(client, "DELETE").status_code]
+        assert statuses == [200, 200, 200, 429]
+    finally:
+        app.extensions["reactions_live"].stop()
 
 
 def test_me_of_a_set_the_site_lacks_is_a_400(client, blog, shop):
