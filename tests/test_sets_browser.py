@@ -8,9 +8,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.servers import wait_until
+from tests.servers import BROWSER_UA, host_page, wait_until
 from widget.reactions import DEFAULT_REACTIONS, THUMBS_REACTIONS
-from widget.store import scope
+from widget.store import NamedSet, Site, scope
 
 pytestmark = pytest.mark.usefixtures("redis_client")
 
@@ -18,6 +18,7 @@ ARTICLE = "slow-mornings"
 THUMBS = scope("demo", "thumbs")
 LIKE, DISLIKE = (r.emoji for r in THUMBS_REACTIONS)
 HAPPY = DEFAULT_REACTIONS[0].emoji
+THUMBS_SET = NamedSet("thumbs", THUMBS_REACTIONS, "count")
 
 
 @pytest.fixture
@@ -158,3 +159,33 @@ def test_your_reactions_lists_both_sets_and_takes_them_all_back(page, bars, stor
     stored = json.loads(page.evaluate("localStorage.getItem('emoji-reactions')"))
     assert stored.get("c", {}) == {}
     assert page.errors == []
+
+
+def test_a_script_tags_set_is_the_pages_default_on_another_origin(browser, live_server, store):
+    """A site owner's page whose script tag says data-set="thumbs": its bars count likes, one
+    that says data-set="" the default set; one cross-origin batch reads them all, and a like
+    from that origin is counted in the set."""
+    html = (
+        "<title>Two posts</title>"
+        '<emoji-reactions data-article="first"></emoji-reactions>'
+        '<emoji-reactions data-article="second"></emoji-reactions>'
+        '<emoji-reactions data-article="first" data-set=""></emoji-reactions>'
+        f'<script src="{live_server.url}/embed.js" data-site="blog" data-set="thumbs" '
+        'data-live="off" async></script>'
+    )
+    context = browser.new_context(user_agent=BROWSER_UA)
+    page = context.new_page()
+    batches = []
+    page.on("request", lambda r: "/reactions/batch" in r.url and batches.append(r.url))
+    with host_page(html) as url:
+        store.save_site(Site("blog", (url.rstrip("/"),), sets=(THUMBS_SET,)))
+        page.goto(url)
+        first, second, emotions = (page.locator("emoji-reactions").nth(i) for i in range(3))
+        expect(emotions.get_by_role("button", name="Happy 0%", exact=True)).to_be_visible()
+        expect(second.get_by_role("button", name="Dislike 0", exact=True)).to_be_visible()
+        first.get_by_role("button", name="Like 0", exact=True).click()
+        expect(first.get_by_role("button", name="Like 1", exact=True)).to_be_visible()
+        wait_until(lambda: store.counts(scope("blog", "thumbs"), "first") == {"like": 1})
+    context.close()
+    assert len(batches) == 1
+    assert store.counts("blog", "first") == {}
