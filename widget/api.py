@@ -226,12 +226,13 @@ def get_reactions_batch():
         if not colon or not name:
             raise InvalidField("'set_article' must be a set's name, ':' and an article id")
         by_set.setdefault(name, []).append(article)
+    counted = {name: reaction_set(site, name) for name in by_set}  # 400s before any read
     # {"articles": {asked: summary, …}, "sets": {set: {asked: summary, …}, …}}, byte for byte
     # as encode() writes it ("sets" only when asked), joined from each article's cached body.
     data = b'{"articles":{' + batch_members(site, site, b"", asked) + b"}"
     if by_set:
         sets = [
-            encode(name) + b":{" + batch_members(site, *reaction_set(site, name), articles) + b"}"
+            encode(name) + b":{" + batch_members(site, *counted[name], articles) + b"}"
             for name, articles in by_set.items()
         ]
         data += b',"sets":{' + b",".join(sets) + b"}"
