@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.servers import BROWSER_UA, host_page, wait_until
+from tests.test_accessibility_browser import violations
 from widget.reactions import DEFAULT_REACTIONS, THUMBS_REACTIONS
 from widget.store import NamedSet, Site, scope
 
@@ -189,3 +190,18 @@ def test_a_script_tags_set_is_the_pages_default_on_another_origin(browser, live_
     context.close()
     assert len(batches) == 1
     assert store.counts("blog", "first") == {}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_on_both_bars_before_and_after_a_like(browser, live_server, scheme):
+    context = browser.new_context(user_agent=BROWSER_UA, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/demo/thumbs")
+    thumbs = page.locator("emoji-reactions").nth(0)
+    expect(thumbs.get_by_role("button", name="Like 0", exact=True)).to_be_visible()
+    found = violations(page)
+    thumbs.get_by_role("button", name="Like 0", exact=True).click()
+    expect(thumbs.get_by_role("button", name="Like 1", exact=True)).to_be_visible()
+    found += violations(page)
+    context.close()
+    assert found == []
