@@ -4,7 +4,10 @@ each counted apart, one choice per reader per article per set."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
 import threading
 import urllib.parse
 import urllib.request
@@ -261,30 +264,32 @@ def test_the_image_of_a_compact_set_shows_counts(client, blog):
 # Live -------------------------------------------------------------------------------------
 
 
-def stream_events(url: str, query: dict, events: list, opened: threading.Event):
-    request = urllib.request.Request(
-        f"{url}/api/v1/stream?" + urllib.parse.urlencode(query),
-        headers={"User-Agent": BROWSER_UA},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        opened.set()
-        for raw in answer:
-            if raw.startswith(b"data: "):
-                events.append(json.loads(raw[6:]))
-
-
 @pytest.fixture
 def thumbs_stream(live_server, blog):
-    """A reader's open live stream of the article `post` in the thumbs set."""
+    """A reader's open live stream of the article `post` in the thumbs set: its events, read
+    on a thread until the test ends."""
     events: list[dict] = []
-    opened = threading.Event()
-    query = {"site": "blog", "article": "post", "set": "thumbs"}
-    thread = threading.Thread(
-        target=stream_events, args=(live_server.url, query, events, opened), daemon=True
-    )
+    parts = urllib.parse.urlsplit(live_server.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    query = urllib.parse.urlencode({"site": "blog", "article": "post", "set": "thumbs"})
+    connection.request("GET", f"/api/v1/stream?{query}", headers={"User-Agent": BROWSER_UA})
+    stream = connection.sock  # the response takes it over
+    answer = connection.getresponse()
+    assert answer.status == 200
+
+    def read():
+        with contextlib.suppress(OSError):
+            for raw in answer:
+                if raw.startswith(b"data: "):
+                    events.append(json.loads(raw[6:]))
+
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
     wait_until(lambda: len(events) == 1)
-    return events
+    yield events
+    stream.shutdown(socket.SHUT_RDWR)  # the reader sees the stream end
+    thread.join(timeout=10)
+    answer.close()
 
 
 def test_a_stream_of_a_set_gets_the_sets_votes_only(client, thumbs_stream):
