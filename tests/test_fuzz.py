@@ -14,7 +14,8 @@ from schemathesis.config import SchemathesisConfig
 
 from tests.servers import BROWSER_UA, NO_LIMITS, PATIENT_REDIS, SECRET
 from widget import create_app
-from widget.store import Site
+from widget.reactions import MAX_ARTICLE_LENGTH, MAX_BATCH_ARTICLES, THUMBS_REACTIONS
+from widget.store import NamedSet, Site
 
 # (path, method, examples): up to 5,800 requests in all.
 OPERATIONS = [
@@ -57,6 +58,9 @@ CONFIG = SchemathesisConfig.from_dict(
 # A reaction is valid when the site offers it, which no static schema can know: generated
 # cases that claim to be valid take one of the registered sites' reactions (or null).
 REACTIONS = ["happy", "sad", "angry", None]
+# Likewise a reaction set: the registered sites have `thumbs`; its reactions stand in for these.
+THUMBS = NamedSet("thumbs", THUMBS_REACTIONS, "count")
+IN_THUMBS = {"happy": "like", "sad": "dislike", "angry": "like", None: None}
 sent = {"requests": 0}
 statuses: Counter = Counter()
 
@@ -70,7 +74,7 @@ def schema(redis_server):
     # Short site names are what the generator tries most: register some, so that generated
     # votes get past the site check and exercise validation and the vote script.
     for name in ("0", "a", "00", "demo"):
-        store.save_site(Site(name, ("http://localhost",)))
+        store.save_site(Site(name, ("http://localhost",), sets=(THUMBS,)))
     return schemathesis.openapi.from_wsgi("/openapi.json", app, config=CONFIG)
 
 
@@ -115,8 +119,27 @@ def steer(generated):
         case.body["reaction"] = reaction
         if site:
             case.body["site"] = site
-    if site and isinstance(case.query, dict) and "site" in case.query:
-        case.query["site"] = site
+        if case.body.get("set"):
+            case.body["set"] = THUMBS.name
+            case.body["reaction"] = IN_THUMBS[reaction]
+    query = case.query if isinstance(case.query, dict) else {}
+    if site and "site" in query:
+        query["site"] = site
+    if query.get("set"):
+        query["set"] = THUMBS.name
+    if "set_article" in query:
+        # A set the sites have, an article id within its length, and at most a batch in all
+        # (what the operation's description says and its schema cannot).
+        articles = query["set_article"]
+        articles = articles if isinstance(articles, list) else [articles]
+        room = MAX_BATCH_ARTICLES - len(query.get("article") or [])
+        query["set_article"] = [
+            f"{THUMBS.name}:{a.partition(':')[2][:MAX_ARTICLE_LENGTH]}" for a in articles[:room]
+        ] or None
+        if query["set_article"] is None:
+            del query["set_article"]
+    if case.path.endswith("/batch") and not (query.get("article") or query.get("set_article")):
+        query["article"] = ["first-post"]  # one item at least, of either parameter
     return case
 
 

@@ -78,12 +78,19 @@ def test_a_reader_sees_every_reaction_they_gave_on_the_site(client, blog):
 
     assert response.json["site"] == "blog"
     assert sorted(response.json["reactions"], key=lambda r: r["article"]) == [
-        {"article": "first", "reaction": "happy", "url": f"{ORIGIN}/first", "title": "About first"},
+        {
+            "article": "first",
+            "reaction": "happy",
+            "url": f"{ORIGIN}/first",
+            "title": "About first",
+            "set": "",
+        },
         {
             "article": "second",
             "reaction": "excited",
             "url": f"{ORIGIN}/second",
             "title": "About second",
+            "set": "",
         },
     ]
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
@@ -352,6 +359,8 @@ def test_in_the_bar_a_reader_lists_and_takes_back_their_reactions_by_keyboard(
     mine = bars.nth(0).locator("summary")
     expect(mine).to_be_hidden()  # a new reader has nothing to list: the bar keeps its height
     bars.nth(0).get_by_role("button", name=re.compile("^Happy")).click()
+    # Counted before the next vote, so the list's order (the order of the votes) is known.
+    wait_until(lambda: store.counts("demo", "first") == {"happy": 1})
     bars.nth(1).get_by_role("button", name=re.compile("^Sad")).click()
     wait_until(lambda: store.counts("demo", "second") == {"sad": 1})
 

@@ -22,9 +22,10 @@ from .reactions import (
     parse_vote,
     percentages,
     validate_reader,
+    validate_set_name,
     validate_site,
 )
-from .store import Site, Store, current_store
+from .store import Site, Store, current_store, scope, split_scope
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Browsers revalidate every time (a cheap 304), so a reload after a vote never shows older
@@ -39,6 +40,21 @@ def known_site(name: object, store: Store | None = None) -> Site:
     if site is None:
         raise UnknownSite(f"site '{name}' is not registered on this server")
     return site
+
+
+def reaction_set(site: Site, name: object) -> tuple[Site, bytes]:
+    """The site as its reaction set `name` is counted (None or "": the default set, the site
+    itself), and the members a named set's bodies end with, `,"set":…,"style":…` (none for
+    the default set, whose bodies stay as they were). A set the site lacks is a 400."""
+    if name is None or name == "":
+        return site, b""
+    counted = site.for_set(validate_set_name(name))
+    return counted, set_members(name, site.named_set(name).style)
+
+
+@functools.lru_cache(maxsize=256)
+def set_members(name: str, style: str) -> bytes:
+    return b',"set":%s,"style":%s' % (encode(name), encode(style))
 
 
 def encode(body: object) -> bytes:
@@ -112,18 +128,23 @@ def conditional_read(data: bytes, etag: str) -> Response:
 
 
 def encoded_counts(
-    site: str, article: str, reactions: tuple[Reaction, ...], counts: dict[str, int]
+    site: str,
+    article: str,
+    reactions: tuple[Reaction, ...],
+    counts: dict[str, int],
+    extra: bytes = b"",
 ) -> tuple[bytes, str]:
     """An article's read body and its ETag, encoded once per change of its counts: a busy
-    article is read far more often than it changes."""
-    return _encoded_counts(site, article, reactions, frozenset(counts.items()))
+    article is read far more often than it changes. `extra`: a named set's members
+    (`set_members`)."""
+    return _encoded_counts(site, article, reactions, frozenset(counts.items()), extra)
 
 
 @functools.lru_cache(maxsize=4096)
 def _encoded_counts(
-    site: str, article: str, reactions: tuple[Reaction, ...], counts: frozenset
+    site: str, article: str, reactions: tuple[Reaction, ...], counts: frozenset, extra: bytes
 ) -> tuple[bytes, str]:
-    data = encode_summary(site, article, reactions, dict(counts))
+    data = encode_summary(site, article, reactions, dict(counts), extra)
     return data, generate_etag(data)
 
 
@@ -133,10 +154,14 @@ def live_counts(site: str, articles: list[str]) -> list[dict[str, int]]:
 
 @bp.get("/reactions", provide_automatic_options=False)
 def get_reactions():
-    site = known_site(request.args.get("site"))
-    article = normalize_article(request.args.get("article"))
-    (counts,) = live_counts(site.name, [article])
-    response = conditional_read(*encoded_counts(site.name, article, site.reactions, counts))
+    args = request.args
+    site = known_site(args.get("site"))
+    counted, extra = reaction_set(site, args.get("set"))
+    article = normalize_article(args.get("article"))
+    (counts,) = live_counts(counted.name, [article])
+    response = conditional_read(
+        *encoded_counts(site.name, article, counted.reactions, counts, extra)
+    )
     # Any origin may read. Set here rather than by flask-cors as for the batch, because its
     # decorator made this, the most frequent request, about a third dearer (measured: see
     # docs/benchmarks.md, "CORS header on counts reads").
@@ -153,12 +178,13 @@ def get_reactions_image():
     """The counts as an image, for readers without JavaScript: the JSON GET's figures, its
     ETag and caching rules; errors stay JSON."""
     site = known_site(request.args.get("site"))
+    counted, extra = reaction_set(site, request.args.get("set"))
     article = normalize_article(request.args.get("article"))
     theme = request.args.get("theme", "light")
     if theme not in svg.THEMES:
         raise InvalidField(f"'theme' must be one of {', '.join(svg.THEMES)}")
-    (counts,) = live_counts(site.name, [article])
-    summary, _ = encoded_counts(site.name, article, site.reactions, counts)
+    (counts,) = live_counts(counted.name, [article])
+    summary, _ = encoded_counts(site.name, article, counted.reactions, counts, extra)
     response = conditional_read(*encoded_image(summary, theme))
     headers = response.headers
     if response.status_code == 200:
@@ -182,24 +208,49 @@ def encoded_image(summary: bytes, theme: str) -> tuple[bytes, str]:
 # this view once set as well, a cross-origin page got two values, which browsers refuse.
 @cross_origin(origins="*", send_wildcard=True, max_age=security.PREFLIGHT_MAX_AGE)
 def get_reactions_batch():
-    site = known_site(request.args.get("site"))
-    asked = request.args.getlist("article")
-    if not asked:
-        raise InvalidField("give at least one 'article' parameter")
+    """Every bar of a page in one read, whatever their sets: `article` (repeated) for the
+    default set's articles, `set_article=SET:ARTICLE` (repeated) for a named set's; a set's
+    name has no ":", so the first one ends it and the article id may hold any character."""
+    args = request.args
+    site = known_site(args.get("site"))
+    asked = args.getlist("article")
+    in_sets = args.getlist("set_article")
+    if not asked and not in_sets:
+        raise InvalidField("give at least one 'article' or 'set_article' parameter")
     # Counted as given, repeats too, as the API's schema says (maxItems).
-    if len(asked) > MAX_BATCH_ARTICLES:
+    if len(asked) + len(in_sets) > MAX_BATCH_ARTICLES:
         raise InvalidField(f"at most {MAX_BATCH_ARTICLES} articles per batch")
+    by_set: dict[str, list[str]] = {}
+    for item in dict.fromkeys(in_sets):
+        name, colon, article = item.partition(":")
+        if not colon or not name:
+            raise InvalidField("'set_article' must be a set's name, ':' and an article id")
+        by_set.setdefault(name, []).append(article)
+    counted = {name: reaction_set(site, name) for name in by_set}  # 400s before any read
+    # {"articles": {asked: summary, …}, "sets": {set: {asked: summary, …}, …}}, byte for byte
+    # as encode() writes it ("sets" only when asked), joined from each article's cached body.
+    data = b'{"articles":{' + batch_members(site, site, b"", asked) + b"}"
+    if by_set:
+        sets = [
+            encode(name) + b":{" + batch_members(site, *counted[name], articles) + b"}"
+            for name, articles in by_set.items()
+        ]
+        data += b',"sets":{' + b",".join(sets) + b"}"
+    data += b"}"
+    return conditional_read(data, generate_etag(data))
+
+
+def batch_members(site: Site, counted: Site, extra: bytes, asked: list[str]) -> bytes:
+    """`"asked":summary,…` of these articles of one reaction set, read in one round trip,
+    each from its cached body rather than summarized and encoded again."""
     requested = list(dict.fromkeys(asked))
     articles = [normalize_article(a) for a in requested]
-    all_counts = live_counts(site.name, articles)
-    # {"articles": {asked: summary, …}}, byte for byte as encode() writes it, joined from each
-    # article's cached body instead of summarizing and encoding every article again.
-    members = [
-        encode(asked) + b":" + encoded_counts(site.name, article, site.reactions, counts)[0]
+    all_counts = live_counts(counted.name, articles) if articles else []
+    reactions = counted.reactions
+    return b",".join(
+        encode(asked) + b":" + encoded_counts(site.name, article, reactions, counts, extra)[0]
         for asked, article, counts in zip(requested, articles, all_counts, strict=True)
-    ]
-    data = b'{"articles":{' + b",".join(members) + b"}}"
-    return conditional_read(data, generate_etag(data))
+    )
 
 
 @bp.route("/reactions", methods=["OPTIONS"])
@@ -224,7 +275,8 @@ def post_reaction():
     if origin:
         after_this_request(functools.partial(security.allow_write_origin, origin=origin))
     page = security.require_allowed_origin(req, site)
-    vote = parse_vote(data, site.reactions)
+    counted, members = reaction_set(site, data.get("set"))
+    vote = parse_vote(data, counted.reactions)
     article, choice, title = vote.article, vote.choice, vote.title
     url = security.allowed_page_url(req, site, vote.url)
     if url is None:  # a page on an origin the site does not allow: counted, not described
@@ -233,21 +285,22 @@ def post_reaction():
     if security.is_automated(req):
         # Answered like a vote, so a crawler sees nothing unusual, but not counted.
         with metrics.REDIS_COUNTS_SECONDS.time():
-            counts = store.counts(site.name, article)
+            counts = store.counts(counted.name, article)
         metrics.VOTES_NOT_COUNTED.inc()
-        extra = b',"mine":null,"counted":false'
+        extra = members + b',"mine":null,"counted":false'
     else:
+        # The reader is the site's whatever the set: one hash lists its reactions in all.
         reader = store.reader_hash(site.name, vote.reader)
         client = security.client_fingerprint(store, req)
         address = security.address_fingerprint(store, req)
         with metrics.REDIS_VOTE_SECONDS.time():
             _, counts = store.set_reaction(
-                site, article, reader, choice, url, title,
+                counted, article, reader, choice, url, title,
                 client=client, origin=page, address=address,
             )  # fmt: skip
         metrics.VOTES_COUNTED.inc()
-        extra = b',"mine":%s,"counted":true' % encode(choice)
-    data = encode_summary(site.name, article, site.reactions, counts, extra)
+        extra = members + b',"mine":%s,"counted":true' % encode(choice)
+    data = encode_summary(site.name, article, counted.reactions, counts, extra)
     response = Response(data, content_type="application/json")
     response.headers.add("Cache-Control", "no-store")  # a new response has none
     return response
@@ -264,9 +317,10 @@ def preflight_me():
 
 @bp.route("/me", methods=["GET", "DELETE"], provide_automatic_options=False)
 def readers_own_reactions():
-    """A reader's own reactions on a site: GET lists them, DELETE takes them all back (or
-    only `article`'s) and answers what it took back. Only from the site's allowed origins,
-    like a vote, and the token only in its header."""
+    """A reader's own reactions on a site, in every reaction set of it (or only `set`): GET
+    lists them, DELETE takes them all back (or only `article`'s, in `set` or the default
+    set) and answers what it took back. Only from the site's allowed origins, like a vote,
+    and the token only in its header."""
     req = request._get_current_object()
     store = current_store()
     site = known_site(req.args.get("site"))
@@ -291,10 +345,19 @@ def readers_own_reactions():
     reader = store.reader_hash(site.name, validate_reader(token))
     erase = req.method == "DELETE"
     only = normalize_article(req.args["article"]) if erase and "article" in req.args else ""
-    found = store.own_reactions(
-        site.name, reader, erase, only, address=security.address_fingerprint(store, req)
+    # Every set of the site, or the one asked for; one article is taken back from one set
+    # (`set`, else the default set).
+    if "set" in req.args or only:
+        sets: tuple[str, ...] = (reaction_set(site, req.args.get("set", ""))[0].name,)
+    else:
+        sets = (site.name, *(scope(site.name, s.name) for s in site.sets))
+    found = store.own_reactions_in_sets(
+        sets, reader, erase, only, address=security.address_fingerprint(store, req)
     )
-    response = jsonify(site=site.name, reactions=[r.as_dict() for r in found])
+    response = jsonify(
+        site=site.name,
+        reactions=[{**r.as_dict(), "set": split_scope(name)[1]} for name, r in found],
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 

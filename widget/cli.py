@@ -23,7 +23,17 @@ from .embedded_redis import (
     answers,
     socket_url,
 )
-from .reactions import THUMBS_REACTIONS, ReactionsError, validate_origin, validate_site
+from .reactions import (
+    CONTROL_CHARS,
+    REACTION_ID,
+    SET_STYLES,
+    THUMBS_REACTIONS,
+    Reaction,
+    ReactionsError,
+    validate_origin,
+    validate_set_name,
+    validate_site,
+)
 from .security import hash_password
 from .serving import start_gunicorn, supervise, wait_until_up
 from .store import SELF_ORIGIN, NamedSet, Site, Store, connect, last_days
@@ -321,10 +331,124 @@ def sites_origins_remove(name: str, origins: tuple[str, ...]) -> None:
 
 @sites.command("list")
 def sites_list() -> None:
-    """Show every site and its allowed origins."""
+    """Show every site, its allowed origins and its named reaction sets."""
     with open_store() as store:
         for site in store.list_sites():
             click.echo(f"{site.name}\t{shown_origins(site)}")
+            for named in site.sets:
+                click.echo(f"  set {named.name} ({named.style}): {shown_reactions(named)}")
+
+
+def shown_reactions(named: NamedSet) -> str:
+    return " ".join(f"{r.emoji} {r.id}" for r in named.reactions)
+
+
+@sites.group("sets")
+def sites_sets() -> None:
+    """Named reaction sets a site offers besides its default one, each counted apart (embed
+    one with <emoji-reactions data-set="SET">)."""
+
+
+# The caps the admin's reaction editor has.
+MAX_EMOJI_LENGTH = 16
+MAX_LABEL_LENGTH = 32
+
+
+def parse_set_reaction(value: str) -> Reaction:
+    """`id:emoji:label` (the label may hold ":"); bad input is a usage error (exit 2)."""
+    parts = value.split(":", 2)
+    wrong = "give each reaction as id:emoji:label, e.g. like:\N{THUMBS UP SIGN}:Like"
+    if len(parts) != 3:
+        raise click.BadParameter(wrong, param_hint="--reaction")
+    reaction_id, emoji, label = (part.strip() for part in parts)
+    if not REACTION_ID.fullmatch(reaction_id):
+        raise click.BadParameter(
+            f"reaction id {reaction_id!r}: 1-32 lowercase letters, digits, '-' or '_', "
+            "starting with a letter",
+            param_hint="--reaction",
+        )
+    for name, text, most in (
+        ("emoji", emoji, MAX_EMOJI_LENGTH),
+        ("label", label, MAX_LABEL_LENGTH),
+    ):
+        if not text or len(text) > most or CONTROL_CHARS.search(text):
+            raise click.BadParameter(
+                f"the {name} of '{reaction_id}' must be 1-{most} characters", "--reaction"
+            )
+    return Reaction(reaction_id, emoji, label)
+
+
+@sites_sets.command("add")
+@click.argument("name")
+@click.argument("set_name", metavar="SET")
+@click.option(
+    "--style",
+    type=click.Choice(SET_STYLES),
+    default=None,
+    help="count: the compact style, counts instead of percentages "
+    "(default: count for thumbs, else percent).",
+)
+@click.option(
+    "--reaction", "reactions", multiple=True, metavar="ID:EMOJI:LABEL",
+    help="A reaction of the set, in order (repeat); 'thumbs' defaults to like and dislike.",
+)  # fmt: skip
+def sites_sets_add(name: str, set_name: str, style: str | None, reactions: tuple[str, ...]) -> None:
+    """Add reaction set SET to site NAME, or change its reactions and style.
+
+    For example: reactions sites sets add blog thumbs --style count
+    """
+    try:
+        set_name = validate_set_name(set_name)
+    except ReactionsError as error:
+        raise click.BadParameter(error.detail, param_hint="SET") from None
+    if not set_name:
+        raise click.BadParameter("the default set has no name: give one", param_hint="SET")
+    chosen = tuple(parse_set_reaction(r) for r in reactions)
+    if len({r.id for r in chosen}) < len(chosen):
+        raise click.BadParameter("each reaction id once", param_hint="--reaction")
+    with open_store() as store:
+        site = store.get_site(name)
+        if site is None:
+            raise click.ClickException(f"no site '{name}': add it with 'reactions sites add'")
+        existing = site.named_set(set_name)
+        if not chosen:
+            if existing:
+                chosen = existing.reactions
+            elif set_name == "thumbs":
+                chosen = THUMBS_REACTIONS
+            else:
+                raise click.UsageError(
+                    f"set '{set_name}' needs its reactions: --reaction id:emoji:label (repeat)"
+                )
+        if style is None:
+            style = existing.style if existing else "count" if set_name == "thumbs" else "percent"
+        # A reaction dropped from an existing set is retired: its votes are kept, not offered.
+        kept = existing.all_reactions if existing else ()
+        offered = {r.id for r in chosen}
+        retired = tuple(r for r in kept if r.id not in offered)
+        named = NamedSet(set_name, chosen, style, retired)
+        sets = tuple(named if s.name == set_name else s for s in site.sets)
+        if not existing:
+            sets += (named,)
+        store.save_site(replace(site, sets=sets))
+    click.echo(f"Site '{name}' set '{set_name}' ({style}): {shown_reactions(named)}.")
+    click.echo(f'Embed it with: <emoji-reactions data-set="{set_name}"></emoji-reactions>')
+
+
+@sites_sets.command("remove")
+@click.argument("name")
+@click.argument("set_name", metavar="SET")
+def sites_sets_remove(name: str, set_name: str) -> None:
+    """Stop offering reaction set SET of site NAME (its counts stay in Redis, and adding
+    the set again shows them)."""
+    with open_store() as store:
+        site = store.get_site(name)
+        if site is None:
+            raise click.ClickException(f"no site '{name}': add it with 'reactions sites add'")
+        if site.named_set(set_name) is None:
+            raise click.ClickException(f"site '{name}' has no set '{set_name}'")
+        store.save_site(replace(site, sets=tuple(s for s in site.sets if s.name != set_name)))
+    click.echo(f"Site '{name}' set '{set_name}' removed; its counts stay in Redis.")
 
 
 @sites.command("index-readers")

@@ -142,6 +142,15 @@ def demo_article(slug: str):
     return render_template("demo.html", slug=slug, article=DEMO_ARTICLES[slug])
 
 
+@bp.get("/demo/thumbs")
+def demo_thumbs():
+    """An article with two bars, as the seed's page had: the compact like/dislike pair (the
+    set `thumbs`) above it, the six emotions below, counted apart and read in one batch."""
+    return render_template(
+        "demo.html", slug="slow-mornings", article=DEMO_ARTICLES["slow-mornings"], pair=True
+    )
+
+
 @bp.get("/demo/blog")
 def demo_blog():
     """An index page with one bar per article: several bars batched into one request."""

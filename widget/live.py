@@ -26,13 +26,21 @@ import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from . import metrics
-from .api import encoded_counts, known_site
+from .api import encoded_counts, known_site, reaction_set
 from .errors import error_response
 from .internals import hiredis_reader, read_into_reader
 from .logs import event as log_event
-from .reactions import normalize_article
+from .reactions import InvalidField, normalize_article
 from .security import client_address
-from .store import Store, channel, channel_pattern, decode_counts, parse_channel, site_channel
+from .store import (
+    Store,
+    channel,
+    channel_pattern,
+    decode_counts,
+    parse_channel,
+    site_channels_prefix,
+    split_scope,
+)
 from .store.subscription import Subscriber
 from .store.subscription import await_confirmation as await_confirmation  # this module's before
 
@@ -333,10 +341,10 @@ class Hub:
                 self._wake.set()
 
     def _site_changed(self, site: str) -> None:
-        """The site's record changed: read it afresh, and send its open streams their
-        article's counts again, with the new reaction set."""
+        """The site's record changed: read it afresh, and send its open streams (those of its
+        named sets too) their article's counts again, with the new reaction set."""
         self.store.forget_sites(site)
-        prefix = site_channel(site)
+        prefix = site_channels_prefix(site)
         with self._lock:
             for name in self.streams:
                 if name.startswith(prefix):
@@ -369,12 +377,17 @@ class Hub:
         inboxes = self.streams.get(name)
         if not inboxes:
             return
-        site_name, article = parse_channel(name)
+        scope, article = parse_channel(name)
+        site_name, set_name = split_scope(scope)
         site = self.store.get_site(site_name)
         if site is None:
             return
+        try:
+            counted, extra = reaction_set(site, set_name)
+        except InvalidField:  # the set was removed: its streams hear nothing more
+            return
         # The same body as a counts GET of this article, encoded once for both.
-        body = encoded_counts(site.name, article, site.reactions, counts)[0].decode()
+        body = encoded_counts(site.name, article, counted.reactions, counts, extra)[0].decode()
         # Encoded once per message, whatever the number of streams.
         event = f"event: counts\ndata: {body}\n\n"
         for inbox in list(inboxes):
@@ -438,24 +451,26 @@ def current_hub() -> Hub:
 @bp.get("/stream")
 def stream():
     site = known_site(request.args.get("site"))
+    counted, extra = reaction_set(site, request.args.get("set"))
     article = normalize_article(request.args.get("article"))
+    name = counted.name  # the set's scope: its channels are the set's own
     hub = current_hub()
     # Subscribe before reading the counts, so no change between the two is missed.
     try:
-        inbox = hub.open(site.name, article, stream_client(client_address(request)))
+        inbox = hub.open(name, article, stream_client(client_address(request)))
     except TooManyStreams as error:
         return too_many_streams(error.scope)
     # Without a subscription the stream would hear nothing: the widget is told to back off
     # and poll. A subscription being made (a new worker's, or after a lost node) is waited for.
     if not hub.connected.wait(timeout=STREAM_WAIT_SECONDS):
-        hub.close(site.name, article, inbox)
+        hub.close(name, article, inbox)
         return live_unavailable()
     try:
-        (counts,) = hub.counts_many(site.name, [article])
+        (counts,) = hub.counts_many(name, [article])
     except redis.RedisError:
-        hub.close(site.name, article, inbox)
+        hub.close(name, article, inbox)
         raise
-    first = encoded_counts(site.name, article, site.reactions, counts)[0].decode()
+    first = encoded_counts(site.name, article, counted.reactions, counts, extra)[0].decode()
 
     def events() -> Iterator[str]:
         try:
@@ -471,12 +486,12 @@ def stream():
                     return
                 yield event
         finally:
-            hub.close(site.name, article, inbox)
+            hub.close(name, article, inbox)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     # The server closes the response even when it never sent it (the client left first),
     # which the generator's `finally` alone would not see.
-    response.call_on_close(lambda: hub.close(site.name, article, inbox))
+    response.call_on_close(lambda: hub.close(name, article, inbox))
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     response.headers["Access-Control-Allow-Origin"] = "*"

@@ -16,6 +16,8 @@ from .reactions import (
     MAX_TITLE_LENGTH,
     MAX_URL_LENGTH,
     MIN_READER_LENGTH,
+    SET_NAME,
+    SET_STYLES,
 )
 from .svg import THEMES
 
@@ -56,6 +58,15 @@ ARTICLE = {
     "in": "query",
     "required": True,
     "schema": ARTICLE_ID,
+}
+SET_NAME_PATTERN = SET_NAME.pattern
+REACTION_SET = {
+    "name": "set",
+    "in": "query",
+    "required": False,
+    "description": "One of the site's named reaction sets (e.g. `thumbs`); absent or empty: "
+    "the default set. A set the site lacks is a 400.",
+    "schema": {"type": "string", "pattern": f"^({SET_NAME_PATTERN})?$", "example": "thumbs"},
 }
 UNAVAILABLE = _error("Redis is unreachable; see Retry-After")
 READ_ERRORS = {
@@ -99,7 +110,9 @@ def document() -> dict:
                 "get": {
                     "operationId": "getReactions",
                     "summary": "Counts and percentages of one article",
-                    "parameters": [SITE, ARTICLE],
+                    "description": "In the default reaction set, or with `set` in one of the "
+                    "site's named sets, whose body then says so (`set`, `style`).",
+                    "parameters": [SITE, ARTICLE, REACTION_SET],
                     "responses": {
                         "200": _json("The article's reactions in the site's order", "Counts"),
                         "304": {"description": "Not modified since the ETag sent"},
@@ -129,13 +142,20 @@ def document() -> dict:
             "/api/v1/reactions/batch": {
                 "get": {
                     "operationId": "getReactionsBatch",
-                    "summary": "Counts of several articles of one site",
+                    "summary": "Counts of several articles of one site, in any of its sets",
+                    "description": "Every bar of a page in one request: `article` (repeated) "
+                    "for the default set's articles, `set_article` (repeated) for a named "
+                    "set's, as the set's name, `:` and the article id (a set's name has no "
+                    "`:`, so the first one ends it and the id may hold any character). At "
+                    f"least one item and at most {MAX_BATCH_ARTICLES} in all, both parameters "
+                    "and repeats counted. The answer keys each body as asked: the default "
+                    "set's under `articles`, a named set's under `sets` and its name.",
                     "parameters": [
                         SITE,
                         {
                             "name": "article",
                             "in": "query",
-                            "required": True,
+                            "required": False,
                             "style": "form",
                             "explode": True,
                             "schema": {
@@ -143,6 +163,24 @@ def document() -> dict:
                                 "minItems": 1,
                                 "maxItems": MAX_BATCH_ARTICLES,
                                 "items": ARTICLE_ID,
+                            },
+                        },
+                        {
+                            "name": "set_article",
+                            "in": "query",
+                            "required": False,
+                            "style": "form",
+                            "explode": True,
+                            "schema": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH_ARTICLES,
+                                "items": {
+                                    "type": "string",
+                                    "maxLength": 33 + MAX_ARTICLE_LENGTH,
+                                    "pattern": f"^{SET_NAME_PATTERN}:" + ARTICLE_ID["pattern"][1:],
+                                    "example": "thumbs:first-post",
+                                },
                             },
                         },
                     ],
@@ -159,11 +197,12 @@ def document() -> dict:
                     "summary": "Counts and percentages of one article as an SVG image",
                     "description": "For readers without JavaScript (`<noscript>`, feeds, "
                     "e-mail): the site's reactions with emoji, labels and the percentages of "
-                    "getReactions, at a size fixed by the number of reactions. Errors are "
-                    "JSON.",
+                    "getReactions, at a size fixed by the number of reactions; a set of the "
+                    "compact style shows counts. Errors are JSON.",
                     "parameters": [
                         SITE,
                         ARTICLE,
+                        REACTION_SET,
                         {
                             "name": "theme",
                             "in": "query",
@@ -189,8 +228,8 @@ def document() -> dict:
                     "description": "Each `counts` event carries the same body as "
                     "getReactions: first at once, then whenever the counts or the site's "
                     "reaction set change. The stream ends after 15 minutes; heartbeat "
-                    "comments every 15 s.",
-                    "parameters": [SITE, ARTICLE],
+                    "comments every 15 s. With `set`, the named set's counts only.",
+                    "parameters": [SITE, ARTICLE, REACTION_SET],
                     "responses": {
                         "200": {
                             "description": "An event stream",
@@ -215,8 +254,12 @@ def document() -> dict:
                     "summary": "The reactions a reader has given on a site",
                     "description": "Only from the site's allowed origins (Origin header). "
                     "The reader's token goes in the X-Reader-Token header; one in the URL is "
-                    "refused.",
-                    "parameters": [SITE, READER_TOKEN],
+                    "refused. Every reaction set of the site, or only `set`'s.",
+                    "parameters": [
+                        SITE,
+                        {**REACTION_SET, "description": "Only this set's; absent: every set's"},
+                        READER_TOKEN,
+                    ],
                     "responses": {
                         "200": _json("Every reaction the reader has on the site", "Own"),
                         **OWN_ERRORS,
@@ -225,9 +268,20 @@ def document() -> dict:
                 "delete": {
                     "operationId": "eraseOwnReactions",
                     "summary": "Take back every reaction a reader has given on a site",
-                    "description": "One atomic step with the counts. With `article`, only "
-                    "that article's reaction.",
-                    "parameters": [SITE, {**ARTICLE, "required": False}, READER_TOKEN],
+                    "description": "Each reaction set's erase is one atomic step with its "
+                    "counts, the sets one after another. Without `article`: every set's (or "
+                    "only `set`'s); with `article`, only that article's reaction in `set` "
+                    "(absent: the default set).",
+                    "parameters": [
+                        SITE,
+                        {**ARTICLE, "required": False},
+                        {
+                            **REACTION_SET,
+                            "description": "The set to take back from; absent: every set, "
+                            "or with `article` the default set",
+                        },
+                        READER_TOKEN,
+                    ],
                     "responses": {
                         "200": _json("The reactions taken back", "Own"),
                         **OWN_ERRORS,
@@ -280,6 +334,16 @@ def document() -> dict:
                     "required": ["site", "article", "total", "reactions"],
                     "properties": {
                         "site": {"type": "string"},
+                        "set": {
+                            "type": "string",
+                            "description": "The named reaction set (absent: the default set)",
+                        },
+                        "style": {
+                            "type": "string",
+                            "enum": list(SET_STYLES),
+                            "description": "A named set's: `count` is the compact style, "
+                            "counts shown instead of percentages",
+                        },
                         "article": {"type": "string"},
                         "total": {"type": "integer", "minimum": 0},
                         "reactions": {
@@ -308,7 +372,16 @@ def document() -> dict:
                         "articles": {
                             "type": "object",
                             "additionalProperties": {"$ref": "#/components/schemas/Counts"},
-                        }
+                        },
+                        "sets": {
+                            "type": "object",
+                            "description": "Only when `set_article` was asked: by set, "
+                            "each article's body keyed as asked",
+                            "additionalProperties": {
+                                "type": "object",
+                                "additionalProperties": {"$ref": "#/components/schemas/Counts"},
+                            },
+                        },
                     },
                 },
                 "Own": {
@@ -320,8 +393,12 @@ def document() -> dict:
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["article", "reaction", "url", "title"],
+                                "required": ["article", "reaction", "url", "title", "set"],
                                 "properties": {
+                                    "set": {
+                                        "type": "string",
+                                        "description": "The reaction set ('': the default)",
+                                    },
                                     "article": {"type": "string"},
                                     "reaction": {"type": "string"},
                                     "url": {"type": "string"},
@@ -336,6 +413,11 @@ def document() -> dict:
                     "required": ["site", "article", "reader", "reaction"],
                     "properties": {
                         "site": SITE["schema"],
+                        "set": {
+                            **REACTION_SET["schema"],
+                            "nullable": True,
+                            "description": REACTION_SET["description"],
+                        },
                         "article": ARTICLE["schema"],
                         "reader": {
                             "type": "string",

@@ -50,9 +50,17 @@ def text(value: object) -> str:
 def describe(summary: dict) -> str:
     """The figures in words, as a screen reader reads the image: "Happy 40%, Sad 0%, …,
     5 reactions"."""
-    shares = [f"{r['label']} {r['percent']}%" for r in summary["reactions"]]
+    shares = [f"{r['label']} {figure(summary, r)}" for r in summary["reactions"]]
     total = summary["total"]
     return ", ".join([*shares, f"{total} reaction" if total == 1 else f"{total} reactions"])
+
+
+def figure(summary: dict, reaction: dict) -> str:
+    """What a reaction's box shows: its percentage, or its count in a set of the compact
+    style (`"style":"count"`)."""
+    if summary.get("style") == "count":
+        return f"{reaction['count']:d}"
+    return f"{reaction['percent']:d}%"
 
 
 def short_label(label: str) -> str:
@@ -92,7 +100,7 @@ def render(summary: dict, theme: str = "light") -> str:
             f'<text x="{BOX_WIDTH // 2}" y="28" font-family="{EMOJI_FONTS}" font-size="22">'
             f"{text(reaction['emoji'])}</text>"
             f'<text x="{BOX_WIDTH // 2}" y="45">{text(short_label(reaction["label"]))}</text>'
-            f'<text x="{BOX_WIDTH // 2}" y="59" font-size="11">{reaction["percent"]:d}%</text>'
+            f'<text x="{BOX_WIDTH // 2}" y="59" font-size="11">{figure(summary, reaction)}</text>'
             "</g>"
         )
     parts.append("</svg>")

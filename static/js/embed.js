@@ -1,5 +1,6 @@
 /* reactions embed: <script src="https://HOST/embed.js" data-site="SITE" async></script>
-   and <emoji-reactions data-article="ID"></emoji-reactions> where the bar goes.
+   and <emoji-reactions data-article="ID"></emoji-reactions> where the bar goes
+   (data-set="thumbs": one of the site's named reaction sets; on the script: the page's).
    No globals but the element name, no cookies, every error caught.
    This is the readable source; the server ships embed.min.js, built from it by
    scripts/build_embed.py (terser). */
@@ -14,9 +15,18 @@
   const pollMs = Math.max(2, +option('poll', 10) || 10) * 1e3;
   const api = new URL('api/v1/reactions', script?.src || location.href).href;
   const me = api.replace(/reactions$/, 'me?site=');
-  const bars = new Map(); // "site article" -> Set of elements showing it
-  const links = new Map(); // "site article" -> live connection state
-  const pending = new Map(); // site -> Set of articles waiting for the batch GET
+  // A bar's key is "scope article", its scope "site" (the default set) or "site/set", as the
+  // server's; site and set names have no space or "/".
+  const bars = new Map(); // key -> Set of elements showing it
+  const links = new Map(); // key -> live connection state
+  const pending = new Map(); // site -> Set of keys waiting for the batch GET
+  const known = new Map(); // scope -> its reactions, as last read
+  const scope = (site, set) => site + (set ? '/' + set : '');
+  const parse = (key) => {
+    const i = key.indexOf(' ');
+    const [site, set] = key.slice(0, i).split('/');
+    return [site, set, key.slice(i + 1)];
+  };
   let memory = {};
 
   // The reader's token and choices, in localStorage (no cookies); memory when it is blocked.
@@ -63,17 +73,17 @@
     .then((r) => r.json().then((body) => (r.ok ? body : Promise.reject(body))));
 
   const add = (map, key, value) => map.set(key, (map.get(key) || new Set()).add(value));
-  const show = (site, article, data) => (bars.get(site + ' ' + article) || []).forEach((bar) => bar.update(data));
+  const show = (key, data) => bars.get(key)?.forEach((bar) => bar.update(data));
 
-  // One GET for all the bars on the page (50 articles a request).
+  // One GET for all the bars of a site on the page, whatever their sets (50 a request).
   const flush = () => {
-    pending.forEach((articles, site) => {
-      const list = [...articles];
+    pending.forEach((keys, site) => {
+      const list = [...keys];
       for (let i = 0; i < list.length; i += 50) {
-        const part = list.slice(i, i + 50);
-        request(`${api}/batch?` + new URLSearchParams([['site', site], ...part.map((a) => ['article', a])]))
-          .then((body) => body.articles, () => ({})) // then every bar says it is unavailable
-          .then((articles) => part.forEach((a) => show(site, a, articles[a])));
+        const part = list.slice(i, i + 50).map(parse);
+        request(`${api}/batch?` + new URLSearchParams([['site', site], ...part.map(([, set, a]) => set ? ['set_article', set + ':' + a] : ['article', a])]))
+          .catch(() => ({})) // then every bar says it is unavailable
+          .then((body) => part.forEach(([, set, a], j) => show(list[i + j], (set ? body.sets?.[set] : body.articles)?.[a])));
       }
     });
     pending.clear();
@@ -81,10 +91,10 @@
 
   // Live counts: one EventSource per article while one of its bars is on screen and the tab is
   // visible. After repeated failures it polls instead; the browser revalidates (the counts
-  // are `no-cache`: 304s). watch() takes a bar or a link: both have key, site and article.
-  const watch = ({ key, site, article }) => {
+  // are `no-cache`: 304s). watch() takes a bar or a link: both have key, site, set, article.
+  const watch = ({ key, site, set, article }) => {
     const wanted = live != 'off' && !doc.hidden && [...(bars.get(key) || [])].some((bar) => bar.visible);
-    const link = links.get(key) || { key, site, article, fails: 0 };
+    const link = links.get(key) || { key, site, set, article, fails: 0 };
     links.set(key, link);
     if (!wanted) stop(link);
     else if (!link.source && !link.timer) connect(link);
@@ -96,9 +106,10 @@
   };
   const later = (link, ms, run) => link.timer = setTimeout(() => run(link.timer = null), ms);
   const connect = (link) => {
-    const query = new URLSearchParams({ site: link.site, article: link.article });
+    // set= (empty) is the default set.
+    const query = new URLSearchParams({ site: link.site, article: link.article, set: link.set });
     const again = () => watch(link);
-    const shown = (data) => show(link.site, link.article, data);
+    const shown = (data) => show(link.key, data);
     if (link.fails > 3 || live == 'poll') {
       // For the rest of the page's life: four streams failing in a row are more often a
       // proxy that buffers them than an outage.
@@ -123,7 +134,8 @@
 
   // A grid of fixed rows, so a host page can reserve the bar's height (see the README): up to
   // 4 buttons a row when the bar is narrower than 42em (546px), up to 8 from there; render()
-  // sets the columns (--n, --w) so the rows are balanced. Line ends are escaped: not shipped.
+  // sets the columns (--n, --w) so the rows are balanced. A set of the compact style (.c) is
+  // one row of emoji and counts, 28px high. Line ends are escaped: not shipped.
   const CSS = `:host{display:block;min-height:66px;font:13px/1.2 system-ui,sans-serif;--rx-ink:#1f2328;\
 --rx-bg:#fff;--rx-line:#d0d7de;--rx-fill:#fde7d4;--rx-accent:#c2410c;color:var(--rx-ink);\
 container-type:inline-size}\
@@ -140,6 +152,8 @@ b,span,small{position:relative;overflow:hidden;text-overflow:ellipsis;white-spac
 b{font:22px/1.2 "Noto Color Emoji",sans-serif}\
 [aria-pressed=true]{font-weight:600}\
 p{margin:4px 0 0}p:empty{display:none}\
+:host([data-set]){min-height:28px}.c{display:flex}.c button{display:flex;gap:4px;padding:4px 9px}\
+.c i,.c span{display:none}.c b{font-size:16px}\
 details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:6px 10px}\
 @media (prefers-reduced-motion:no-preference){i{transition:height .3s}}`;
   let sheet;
@@ -196,22 +210,25 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
       // state.
       const page = doc.querySelector('link[rel=canonical]')?.href || location.origin + location.pathname;
       // Title and URL describe the article only when this bar is the page's own.
-      const own = !data.article || doc.querySelectorAll(TAG).length == 1;
+      // (Several bars of one article, e.g. its two sets, are all the page's own.)
+      const own = !data.article || [...doc.querySelectorAll(TAG)].every((bar) => bar.dataset.article == data.article);
       this.site = data.site || option('site');
+      this.set = data.set ?? option('set', '');
       this.article = data.article || page;
       this.url = data.url || (own ? page : undefined);
       this.heading = data.title || (own ? doc.title : undefined);
-      this.key = this.site + ' ' + this.article;
+      this.key = scope(this.site, this.set) + ' ' + this.article;
       add(bars, this.key, this);
       seen.observe(this);
       if (this.data) return;
       if (!pending.size) setTimeout(flush);
-      add(pending, this.site, this.article);
+      add(pending, this.site, this.key);
     }
 
     update(data) {
       if (!data) return this.status.textContent = UNAVAILABLE; // keep the last numbers
       this.data = data;
+      known.set(scope(this.site, this.set), data.reactions);
       this.counts = data.reactions.map((r) => r.count);
       this.mine = data.mine !== undefined ? data.mine : choice(this.key);
       this.status.textContent = '';
@@ -221,13 +238,15 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
     render() {
       const reactions = this.data.reactions;
       const percents = shares(this.counts);
-      // Rebuilt whenever the site's set changes (an id, emoji or label), not only its size.
-      const set = reactions.map((r) => [r.id, r.emoji, r.label]).join();
-      if (this.set != set) {
-        this.set = set;
+      const compact = this.data.style == 'count';
+      // Rebuilt whenever the reaction set changes (an id, emoji or label), not only its size.
+      const shape = reactions.map((r) => [r.id, r.emoji, r.label]).join() + compact;
+      if (this.shape != shape) {
+        this.shape = shape;
         const n = reactions.length;
         const columns = (most) => Math.ceil(n / Math.ceil(n / most));
         this.list.style.cssText = `--n:${columns(4)};--w:${columns(8)}`;
+        this.list.className = compact ? 'c' : '';
         this.list.replaceChildren(...reactions.map((r) => {
           const button = el('button', '', 'button');
           const fill = el('i');
@@ -238,25 +257,28 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
           return button;
         }));
       }
-      this.own.hidden = !this.own.open && !Object.keys(load().c || {}).some((k) => k.startsWith(this.site + ' '));
+      this.own.hidden = !this.own.open && !Object.keys(load().c || {}).some((k) => parse(k)[0] == this.site);
       reactions.forEach((r, i) => {
         const button = this.list.children[i];
         button.ariaPressed = r.id === this.mine;
         button.firstChild.style.height = percents[i] + '%';
-        button.lastChild.textContent = percents[i] + '%';
+        // Compact: the count, and the label (hidden) named with it for screen readers.
+        button.lastChild.textContent = compact ? this.counts[i] : percents[i] + '%';
+        button.ariaLabel = compact ? r.label + ' ' + this.counts[i] : null;
       });
     }
 
-    // Lists the reader's reactions on the site; with DELETE, takes them all back, and every
-    // bar of the site on the page reads its counts again.
+    // Lists the reader's reactions on the site, in every set; with DELETE, takes them all
+    // back, and every bar of the site on the page reads its counts again.
     yours(method) {
       const list = this.own.lastChild;
       const token = load().t;
       const shown = ({ reactions }) => {
-        const emoji = (id) => this.data?.reactions.find((r) => r.id == id)?.emoji || id;
+        // The emoji as a bar of that set showed it, else the reaction's id.
+        const emoji = (r) => known.get(scope(this.site, r.set))?.find((x) => x.id == r.reaction)?.emoji || r.reaction;
         if (method) {
-          reactions.forEach((r) => choice(this.site + ' ' + r.article, null));
-          bars.forEach((set) => set.forEach((bar) => bar.site == this.site && add(pending, bar.site, bar.article)));
+          reactions.forEach((r) => choice(scope(this.site, r.set) + ' ' + r.article, null));
+          bars.forEach((set) => set.forEach((bar) => bar.site == this.site && add(pending, bar.site, bar.key)));
           flush(reactions = []);
         }
         // The button only while there is something to take back: the bar's own are its six.
@@ -264,7 +286,7 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
         const erase = el('button', 'Take back all');
         erase.onclick = () => this.yours('DELETE');
         if (reactions.length) all.append(erase);
-        list.replaceChildren(...reactions.map((r) => el('li', emoji(r.reaction) + ' ' + (r.title || r.article))), all);
+        list.replaceChildren(...reactions.map((r) => el('li', emoji(r) + ' ' + (r.title || r.article) + (r.set && ' · ' + r.set))), all);
       };
       if (!token) return shown({ reactions: [] });
       request(me + encodeURIComponent(this.site), { method, headers: { 'X-Reader-Token': token } })
@@ -282,20 +304,20 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
         choice(this.key, next);
         this.render();
         const body = JSON.stringify({
-          site: this.site, article: this.article, reader: reader(), reaction: next,
+          site: this.site, set: this.set, article: this.article, reader: reader(), reaction: next,
           url: this.url, title: this.heading,
         });
         this.chain = this.chain.then(() => request(api, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body })
           .then((data) => {
             choice(this.key, data.mine);
-            show(this.site, this.article, data);
+            show(this.key, data);
           }, (error) => {
             Object.assign(this, { counts, mine });
             choice(this.key, mine);
             this.render();
             // invalid_field: the site's set changed under this bar (a retired reaction): read
             // it again, to show the set the server has now, with the earlier choice if offered.
-            if (error?.error == 'invalid_field') flush(add(pending, this.site, this.article));
+            if (error?.error == 'invalid_field') flush(add(pending, this.site, this.key));
             else this.status.textContent = refusal(error);
           }));
       } catch (e) { /* never break the host page */ }

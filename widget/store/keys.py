@@ -155,6 +155,12 @@ def site_channel(site: str) -> str:
     return channel(site, "")
 
 
+def site_channels_prefix(site: str) -> str:
+    """What every channel of the site and of its named sets starts with (`site_channel`
+    too), and no channel of another site: site names have no "}"."""
+    return _site_prefix(site)
+
+
 def channel_pattern() -> str:
     """Every article channel (and `site_channel`) of every site and reaction set: one
     subscription per worker process."""

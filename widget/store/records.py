@@ -6,7 +6,14 @@ import functools
 import json
 from dataclasses import dataclass, replace
 
-from ..reactions import DEFAULT_REACTIONS, SET_STYLES, InvalidField, Reaction, parse_reaction_set
+from ..reactions import (
+    DEFAULT_REACTIONS,
+    SET_STYLES,
+    THUMBS_REACTIONS,
+    InvalidField,
+    Reaction,
+    parse_reaction_set,
+)
 from .keys import index_key, meta_key, scope
 from .scripts import fold_arguments
 
@@ -126,7 +133,14 @@ class Site:
 
 
 # Sites that exist without being registered; `reactions sites add demo …` overrides it.
-BUILTIN_SITES = {"demo": Site(name="demo", origins=(SELF_ORIGIN,))}
+# The demo offers the seed's compact like/dislike pair too (see /demo/thumbs).
+BUILTIN_SITES = {
+    "demo": Site(
+        name="demo",
+        origins=(SELF_ORIGIN,),
+        sets=(NamedSet("thumbs", THUMBS_REACTIONS, "count"),),
+    )
+}
 
 
 @dataclass(frozen=True)

@@ -293,13 +293,14 @@ class Store(AdminLogin):
         only: str = "",
         address: str = "",
         now: float | None = None,
+        limits: Limits | None = None,
     ) -> list[OwnReaction]:
         """The reactions a reader (its hash) has given on the site; with `erase`, taken back
         in one atomic step with the counts (only the article `only`, if given), and what was
         taken back is returned. Raises RateLimited when the address block is over its limit
         of such calls (none without an address: the server's own calls)."""
         now = time.time() if now is None else now
-        limits = self.limits if address else Limits()
+        limits = limits or (self.limits if address else Limits())
         keys, args = mine_arguments(site, reader, erase, only, now, address, limits)
         flat = self._run(self._mine, keys, args)
         if flat and flat[0] == "!":
@@ -316,6 +317,31 @@ class Store(AdminLogin):
             if erase:
                 self._changed(site, article, decode_counts(counts))
         return found
+
+    def own_reactions_in_sets(
+        self,
+        scopes: tuple[str, ...],
+        reader: str,
+        erase: bool = False,
+        only: str = "",
+        address: str = "",
+        now: float | None = None,
+    ) -> list[tuple[str, OwnReaction]]:
+        """`own_reactions` in each of these reaction sets of one site (their scopes, see
+        `keys.scope`), as (scope, reaction). Each set's list or erase is one atomic script, as
+        the default set's is, run one set after another: an erase cut short (a 429, a lost
+        connection) leaves the later sets' reactions in place, listed and erasable again.
+        Each set counts against the address block's limit, which is therefore the limit per
+        call times the number of sets: the limit counts requests, whatever the sets."""
+        limits = None
+        if address and len(scopes) > 1:
+            share = self.limits.own_data_per_minute * len(scopes)
+            limits = replace(self.limits, own_data_per_minute=share)
+        return [
+            (name, found)
+            for name in scopes
+            for found in self.own_reactions(name, reader, erase, only, address, now, limits)
+        ]
 
     def index_own_reactions(self, site: str, batch: int = 500) -> int:
         """Adds every reader of the site's articles to their own index, so that choices made
