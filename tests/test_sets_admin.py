@@ -15,7 +15,7 @@ from tests.servers import admin_app
 from tests.test_wordpress import BLOG, FIELD_NOTES
 from widget.cli import main
 from widget.reactions import THUMBS_REACTIONS
-from widget.store import SITES_KEY, NamedSet, Site, scope
+from widget.store import SELF_ORIGIN, SITES_KEY, NamedSet, Site, scope
 
 PASSWORD = "correct horse battery"
 HOSTILE_LABEL = "<script>alert(1)</script>"
@@ -26,6 +26,13 @@ def app(redis_url, redis_client):
     app = admin_app(redis_url, PASSWORD)
     yield app
     app.extensions["reactions_live"].stop()
+
+
+@pytest.fixture(autouse=True)
+def demo_without_sets(store):
+    """The demo site as an owner starts: its built-in record offers a thumbs set (for the
+    demo page), these stories begin with none."""
+    store.save_site(Site("demo", (SELF_ORIGIN,)))
 
 
 def token(client, path="/admin/login"):
