@@ -36,6 +36,7 @@ DEFAULTS = {
     "REACTIONS_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
     "REACTIONS_STREAMS_PER_CLIENT": 50,
     "REACTIONS_STREAMS_PER_PROCESS": 10_000,
+    "REACTIONS_LIVE_WRITES_PER_SECOND": 10_000,
     "REACTIONS_LOG_FORMAT": "plain",
     "REACTIONS_METRICS_TOKEN": "",
 }
@@ -176,6 +177,13 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
         int,
         0,
         1_000_000,
+    )
+    settings["REACTIONS_LIVE_WRITES_PER_SECOND"] = _number(
+        "REACTIONS_LIVE_WRITES_PER_SECOND",
+        settings["REACTIONS_LIVE_WRITES_PER_SECOND"],
+        int,
+        1,
+        10_000_000,
     )
     hosts = settings["REACTIONS_ALLOWED_HOSTS"]
     settings["REACTIONS_ALLOWED_HOSTS"] = _allowed_hosts(

@@ -48,7 +48,11 @@ RECONNECT_MILLISECONDS = 3000
 # threads (gthread): the rest stays free for votes, reads and /healthz.
 STREAMS_SHARE = 0.75
 STREAM_RETRY_AFTER_SECONDS = 30
-COALESCE_SECONDS = 0.05
+# An article's streams get at most one event per interval, from the least (a small audience:
+# as live as before) to the most (one a second on a busy article still feels live); between
+# the two it grows with the process's open streams (see delivery_interval).
+MIN_INTERVAL_SECONDS = 0.05
+MAX_INTERVAL_SECONDS = 1.0
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
 # A subscription that has heard nothing this long is asked a PING (see Hub._hear).
@@ -74,6 +78,23 @@ class TooManyStreams(Exception):
         self.scope = scope
 
 
+def delivery_interval(streams: int, writes_per_second: int) -> float:
+    """The least time between two events of an article, in a process with `streams` open.
+
+    Each stream then gets at most one event per interval whichever articles change, so the
+    process writes at most `writes_per_second` events a second to its streams, whatever the
+    audience, up to `writes_per_second * MAX_INTERVAL_SECONDS` streams (the per-process
+    cap's default keeps within it)."""
+    return min(max(streams / writes_per_second, MIN_INTERVAL_SECONDS), MAX_INTERVAL_SECONDS)
+
+
+def next_due(last_sent: float | None, now: float, interval: float) -> float:
+    """When an article's change may go out to its streams: at once after a quiet spell of an
+    interval (a lone vote is not delayed), else once the interval since its last event is
+    over."""
+    return now if last_sent is None else max(now, last_sent + interval)
+
+
 class Hub:
     """The process's pub/sub listener and the queues of its open streams, by channel.
 
@@ -82,8 +103,15 @@ class Hub:
     nothing else, not even /healthz. Beyond a cap the widget polls.
     """
 
-    def __init__(self, store: Store, per_client: int = 50, per_process: int = 10_000):
+    def __init__(
+        self,
+        store: Store,
+        per_client: int = 50,
+        per_process: int = 10_000,
+        writes_per_second: int = 10_000,
+    ):
         self.store = store
+        self.writes_per_second = writes_per_second
         self.streams: dict[str, set[queue.Queue]] = {}
         self.count = 0
         self.per_client = per_client
@@ -95,6 +123,9 @@ class Hub:
         self._listener: threading.Thread | None = None
         # Counts to send by channel; None: read them first (the site's reaction set changed).
         self._pending: dict[str, dict[str, int] | None] = {}
+        # When each article's streams were last sent an event (time.monotonic()); older
+        # than the longest interval, forgotten.
+        self._sent: dict[str, float] = {}
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._pid = 0
@@ -344,26 +375,39 @@ class Hub:
                     self._wake.set()
 
     def _flush(self) -> None:
-        """Sends the newest counts of each changed article to its streams.
-
-        A busy article's votes are coalesced: at most one event per COALESCE_SECONDS goes to
-        each stream, so the work per stream stays flat however fast the votes come.
-        """
+        """Sends the newest counts of each changed article to its streams, at most one event
+        per article per `delivery_interval`: the first change after a quiet spell at once,
+        the changes within an interval as one event at its end, with the newest counts. The
+        work per vote thus stays flat however many watch and however fast they vote."""
+        wait: float | None = None
+        forgotten = time.monotonic()
         while True:
-            self._wake.wait()
+            self._wake.wait(wait)
             self._wake.clear()
             if self._stopped.is_set():
                 return
+            now = time.monotonic()
+            interval = delivery_interval(self.count, self.writes_per_second)
+            due, wait = [], None
             with self._lock:
-                pending, self._pending = self._pending, {}
-            for name, counts in pending.items():
+                for name in list(self._pending):
+                    ready = next_due(self._sent.get(name), now, interval)
+                    if ready <= now:
+                        due.append((name, self._pending.pop(name)))
+                        self._sent[name] = now
+                    elif wait is None or ready - now < wait:
+                        wait = ready - now
+                if now - forgotten > MAX_INTERVAL_SECONDS:
+                    since = now - MAX_INTERVAL_SECONDS
+                    self._sent = {name: t for name, t in self._sent.items() if t > since}
+                    forgotten = now
+            for name, counts in due:
                 try:
                     if counts is None:
                         counts = self.store.counts(*parse_channel(name))
                     self._send(name, counts)
                 except (redis.RedisError, ValueError) as error:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
-            time.sleep(COALESCE_SECONDS)
 
     def _send(self, name: str, counts: dict[str, int]) -> None:
         inboxes = self.streams.get(name)
@@ -377,7 +421,10 @@ class Hub:
         body = encoded_counts(site.name, article, site.reactions, counts)[0].decode()
         # Encoded once per message, whatever the number of streams.
         event = f"event: counts\ndata: {body}\n\n"
-        for inbox in list(inboxes):
+        metrics.LIVE_EVENTS.inc()
+        inboxes = list(inboxes)
+        metrics.LIVE_WRITES.inc(len(inboxes))
+        for inbox in inboxes:
             inbox.put(event)
 
 
