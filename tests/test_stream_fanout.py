@@ -8,6 +8,7 @@ tests/test_browser.py, test_a_reader_reacts_changes_undoes_and_reloads.)"""
 from __future__ import annotations
 
 import contextlib
+import queue
 import urllib.request
 import uuid
 
@@ -16,7 +17,16 @@ import pytest
 from tests.processes import ServerProcesses
 from tests.test_metrics import figure
 from tests.test_stream_caps import Stream
-from widget.live import MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS, delivery_interval, next_due
+from widget.live import (
+    END_OF_STREAM,
+    MAX_INTERVAL_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    WAKE_GROUP,
+    Audience,
+    Inbox,
+    delivery_interval,
+    next_due,
+)
 
 TOKEN = "metrics-token-0123456789abcdef"
 
@@ -62,6 +72,39 @@ def test_a_change_goes_out_at_once_after_a_quiet_spell_else_at_the_intervals_end
     last_sent, now, interval, due
 ):
     assert next_due(last_sent, now, interval) == pytest.approx(due)
+
+
+def test_every_stream_of_an_audience_gets_the_event_group_after_group():
+    audience = Audience()
+    inboxes = [Inbox(audience) for _ in range(2 * WAKE_GROUP + 1)]
+
+    audience.send("event: counts")
+
+    assert [inbox.get(timeout=5) for inbox in inboxes] == ["event: counts"] * len(inboxes)
+
+
+def test_a_stream_that_fell_behind_skips_to_the_newest_counts():
+    audience = Audience()
+    inbox = Inbox(audience)
+
+    audience.send("older counts")
+    audience.send("newest counts")
+
+    assert inbox.get(timeout=5) == "newest counts"
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.01)
+
+
+def test_ending_an_audience_ends_the_streams_open_then_not_later_ones():
+    audience = Audience()
+    before = Inbox(audience)
+
+    audience.end()
+    after = Inbox(audience)
+    audience.send("counts")
+
+    assert before.get(timeout=5) is END_OF_STREAM
+    assert after.get(timeout=5) == "counts"
 
 
 @pytest.fixture

@@ -53,6 +53,10 @@ STREAM_RETRY_AFTER_SECONDS = 30
 # the two it grows with the process's open streams (see delivery_interval).
 MIN_INTERVAL_SECONDS = 0.05
 MAX_INTERVAL_SECONDS = 1.0
+# An article's streams are woken this many at a time, with a pause between two groups in
+# which a gevent worker's event loop polls its sockets (any timer does; sleep(0) does not).
+WAKE_GROUP = 256
+WAKE_PAUSE_SECONDS = 0.0001
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
 # A subscription that has heard nothing this long is asked a PING (see Hub._hear).
@@ -95,6 +99,82 @@ def next_due(last_sent: float | None, now: float, interval: float) -> float:
     return now if last_sent is None else max(now, last_sent + interval)
 
 
+class Audience:
+    """The open streams of one article in a process: the newest event sent them, and the
+    signals they wait on. A change is thus one assignment and a signal per group of streams,
+    not one queue entry per stream, and a stream that fell behind skips to the newest counts.
+
+    The streams are woken a group at a time, the event loop polling between two groups:
+    thousands of streams woken at once would hold a gevent worker for longer than a vote's
+    Redis timeout."""
+
+    def __init__(self) -> None:
+        self.inboxes: set[Inbox] = set()
+        # (number of events sent so far, the newest event, the number that ended the
+        # streams open before it): replaced whole, so a reader sees one consistent triple.
+        self.latest: tuple[int, str | None, int] = (0, None, 0)
+        self._signals: list[threading.Event] = [threading.Event()]
+
+    def join(self, inbox: Inbox) -> int:
+        """The group of a new stream: about WAKE_GROUP streams in each."""
+        self.inboxes.add(inbox)
+        group = (len(self.inboxes) - 1) // WAKE_GROUP
+        if group >= len(self._signals):
+            self._signals.append(threading.Event())
+        return group
+
+    def send(self, event: str) -> None:
+        number, _, ended = self.latest
+        self._publish((number + 1, event, ended))
+
+    def end(self) -> None:
+        """Ends the streams open now; those opened afterwards go on."""
+        number, event, _ = self.latest
+        self._publish((number + 1, event, number + 1))
+
+    def _publish(self, latest: tuple[int, str | None, int]) -> None:
+        # The new state first, then new signals, then the old ones set: a stream that took
+        # an old signal is woken, one that takes a new signal already sees the new state.
+        self.latest = latest
+        signals = self._signals
+        self._signals = [threading.Event() for _ in signals]
+        for number, signal in enumerate(signals):
+            if number:
+                time.sleep(WAKE_PAUSE_SECONDS)
+            signal.set()
+
+    def wait(self, group: int, seen: int, timeout: float) -> tuple[int, str | None, int]:
+        # Any signal of the moment is set by the next event: a group that a concurrent
+        # publish left out of the new list waits on another one.
+        signals = self._signals
+        changed = signals[min(group, len(signals) - 1)]
+        if self.latest[0] == seen:
+            changed.wait(timeout)
+        return self.latest
+
+
+class Inbox:
+    """One stream's view of its article's audience, with queue.Queue's `get`: the newest
+    event it has not had, END_OF_STREAM once its stream is ended, queue.Empty when nothing
+    came within `timeout`."""
+
+    __slots__ = ("audience", "group", "opened", "seen")
+
+    def __init__(self, audience: Audience):
+        self.audience = audience
+        self.opened = self.seen = audience.latest[0]
+        self.group = audience.join(self)
+
+    def get(self, timeout: float) -> str | None:
+        number, event, ended = self.audience.wait(self.group, self.seen, timeout)
+        if ended > self.opened:
+            return END_OF_STREAM
+        if number == self.seen:
+            raise queue.Empty
+        self.seen = number
+        return event
+
+
 class Hub:
     """The process's pub/sub listener and the queues of its open streams, by channel.
 
@@ -112,12 +192,12 @@ class Hub:
     ):
         self.store = store
         self.writes_per_second = writes_per_second
-        self.streams: dict[str, set[queue.Queue]] = {}
+        self.streams: dict[str, Audience] = {}
         self.count = 0
         self.per_client = per_client
         self.per_process = per_process
         self._clients: dict[str, int] = {}  # open streams by client address
-        self._owners: dict[queue.Queue, str] = {}
+        self._owners: dict[Inbox, str] = {}
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
@@ -141,33 +221,35 @@ class Hub:
         room = connections if threads is None else min(connections, threads)
         self.per_process = min(self.per_process, int(room * STREAMS_SHARE))
 
-    def open(self, site: str, article: str, client: str = "") -> queue.Queue:
+    def open(self, site: str, article: str, client: str = "") -> Inbox:
         """A new stream's inbox; raises TooManyStreams over a cap. Every inbox opened must
         be closed (`close` may be called more than once)."""
         self._ensure_listener()
-        # queue.Queue, not SimpleQueue: gevent's patched locks make its waits cooperative.
-        inbox: queue.Queue = queue.Queue()
         with self._lock:
             if self.count >= self.per_process:
                 raise TooManyStreams("process")
             if self._clients.get(client, 0) >= self.per_client:
                 raise TooManyStreams("client")
-            self.streams.setdefault(channel(site, article), set()).add(inbox)
+            name = channel(site, article)
+            audience = self.streams.get(name)
+            if audience is None:
+                audience = self.streams[name] = Audience()
+            inbox = Inbox(audience)
             self.count += 1
             metrics.STREAMS.inc()
             self._clients[client] = self._clients.get(client, 0) + 1
             self._owners[inbox] = client
         return inbox
 
-    def close(self, site: str, article: str, inbox: queue.Queue) -> None:
+    def close(self, site: str, article: str, inbox: Inbox) -> None:
         name = channel(site, article)
         with self._lock:
-            inboxes = self.streams.get(name)
-            if inboxes and inbox in inboxes:
-                inboxes.discard(inbox)
+            audience = self.streams.get(name)
+            if audience and inbox in audience.inboxes:
+                audience.inboxes.discard(inbox)
                 self.count -= 1
                 metrics.STREAMS.dec()
-                if not inboxes:
+                if not audience.inboxes:
                     del self.streams[name]
                 client = self._owners.pop(inbox)
                 if self._clients[client] > 1:
@@ -288,19 +370,18 @@ class Hub:
             self._generation += 1
             # After a failed attempt to subscribe, the open streams are those waiting for
             # the next one (the others ended when it was lost): they may go on then.
-            ending = self.streams.values() if was_connected else ()
-            inboxes = [inbox for inboxes in ending for inbox in inboxes]
-        for inbox in inboxes:
-            inbox.put(END_OF_STREAM)
+            ending = list(self.streams.values()) if was_connected else ()
+        for audience in ending:
+            audience.end()
 
     def end_streams(self) -> None:
         """Ends every open stream (the server is stopping): each browser reconnects, to a
         process that serves. An open stream would otherwise hold up a graceful stop for its
         whole timeout."""
         with self._lock:
-            inboxes = [inbox for inboxes in self.streams.values() for inbox in inboxes]
-        for inbox in inboxes:
-            inbox.put(END_OF_STREAM)
+            ending = list(self.streams.values())
+        for audience in ending:
+            audience.end()
 
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
@@ -410,8 +491,8 @@ class Hub:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
 
     def _send(self, name: str, counts: dict[str, int]) -> None:
-        inboxes = self.streams.get(name)
-        if not inboxes:
+        audience = self.streams.get(name)
+        if audience is None:
             return
         site_name, article = parse_channel(name)
         site = self.store.get_site(site_name)
@@ -422,10 +503,8 @@ class Hub:
         # Encoded once per message, whatever the number of streams.
         event = f"event: counts\ndata: {body}\n\n"
         metrics.LIVE_EVENTS.inc()
-        inboxes = list(inboxes)
-        metrics.LIVE_WRITES.inc(len(inboxes))
-        for inbox in inboxes:
-            inbox.put(event)
+        metrics.LIVE_WRITES.inc(len(audience.inboxes))
+        audience.send(event)
 
 
 def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:
