@@ -13,8 +13,10 @@ import urllib.request
 import uuid
 
 import pytest
+from gunicorn.http import wsgi
 
 from tests.processes import ServerProcesses
+from tests.test_cli import ONE_WRITE_RESPONSE, RecordingSocket, written
 from tests.test_metrics import figure
 from tests.test_stream_caps import Stream
 from widget.live import (
@@ -174,3 +176,15 @@ def test_each_change_is_encoded_once_however_many_watch(serve):
 
     assert moved("reactions_live_events_total") == votes
     assert moved("reactions_live_writes_total") == votes * watchers
+
+
+def test_a_stream_chunk_the_socket_takes_in_part_is_written_whole():
+    """Each live event goes out in one send(), the rest after it when the buffer was full,
+    framed byte for byte as gunicorn frames it."""
+    answer = ("GET", "200 OK", [("Content-Type", "text/event-stream")])
+    events = [b"data: 1\n\n", b"data: 22\n\n"]
+
+    partly = written(ONE_WRITE_RESPONSE, *answer, events, RecordingSocket(takes=5))
+
+    assert b"".join(partly) == b"".join(written(wsgi.Response, *answer, events))
+    assert partly[1:5] == [b"9\r\nda", b"ta: 1\n\n\r\n", b"A\r\nda", b"ta: 22\n\n\r\n"]
