@@ -114,6 +114,13 @@ def process_table() -> dict[int, tuple[int, str, float, int]]:
     return table
 
 
+def machine_busy() -> float:
+    """CPU seconds every process of the machine has used so far, ours and the others'."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 def descendants(root: int, table: dict) -> list[int]:
     found, todo = [], [root]
     while todo:
@@ -460,11 +467,12 @@ def measure(ports: list[int], options, figures: ServerFigures) -> None:
           "clients", flush=True)  # fmt: skip
 
     cpu, rss_before, _ = figures.sample()
-    mine = cpu_seconds()
+    mine, busy = cpu_seconds(), machine_busy()
     reference_voters = Voters(ports)
     reference = reference_voters.run(options.seconds, quiet, "reference")
     server_reference = figures.sample()[0] - cpu
     voter_reference = cpu_seconds() - mine
+    others_reference = machine_busy() - busy - server_reference - voter_reference
 
     opening = time.perf_counter()
     holders = Holders(ports, watched, streams, options.holders)
@@ -488,7 +496,7 @@ def measure(ports: list[int], options, figures: ServerFigures) -> None:
 
         holders.mark()
         cpu = figures.sample()[0]
-        mine = cpu_seconds()
+        mine, busy = cpu_seconds(), machine_busy()
         loaded = Voters(ports)
         elapsed = time.perf_counter()
         with_streams = loaded.run(options.seconds, watched, "load")
@@ -496,6 +504,7 @@ def measure(ports: list[int], options, figures: ServerFigures) -> None:
         _, events, holder_cpu, _, _, ended = holders.report()
         server_loaded = figures.sample()[0] - cpu
         voter_loaded = cpu_seconds() - mine
+        others_loaded = machine_busy() - busy - server_loaded - voter_loaded - holder_cpu
         time.sleep(options.quiet)  # the last votes' events are on their way
         rises, *_ = holders.report()
         measured, missed = latencies(loaded.acknowledged, rises)
@@ -528,7 +537,9 @@ def measure(ports: list[int], options, figures: ServerFigures) -> None:
     print(f"CPU, seconds per second of load: server {server_reference / options.seconds:.2f} "
           f"and voting client {voter_reference / options.seconds:.2f} with no stream; "
           f"server {server_loaded / elapsed:.2f}, voting client {voter_loaded / elapsed:.2f}, "
-          f"stream holders {holder_cpu / elapsed:.2f} with the streams")  # fmt: skip
+          f"stream holders {holder_cpu / elapsed:.2f} with the streams; other processes of "
+          f"the machine {others_reference / options.seconds:.2f} then "
+          f"{others_loaded / elapsed:.2f}")  # fmt: skip
 
 
 def run_cluster(options, base: str) -> None:
