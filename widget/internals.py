@@ -49,6 +49,8 @@ GUNICORN_RESPONSE_CONTRACT = (
     "sent",
     "sock",
     "_omits_body",
+    "_emit_body",
+    "chunked",
 )
 GUNICORN_UTIL_CONTRACT = ("write_error", "write_nonblock")
 
