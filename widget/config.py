@@ -35,7 +35,13 @@ DEFAULTS = {
     "REACTIONS_PUBLIC_URL": "",
     "REACTIONS_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
     "REACTIONS_STREAMS_PER_CLIENT": 50,
+    # An open stream costs a worker about 25 MiB per 1,000 (docs/benchmarks.md, "10,000 live
+    # streams"): 10,000 is about 250 MiB per process, two such workers and Redis fit in 1 GiB.
+    # It is also the most streams whose events stay within the default fan-out budget below
+    # at one event a second each (widget/live.py, delivery_interval).
     "REACTIONS_STREAMS_PER_PROCESS": 10_000,
+    # Events a process writes to its open streams per second at most, whatever the audience:
+    # each article's interval between two events grows with the process's open streams.
     "REACTIONS_LIVE_WRITES_PER_SECOND": 10_000,
     "REACTIONS_LOG_FORMAT": "plain",
     "REACTIONS_METRICS_TOKEN": "",
