@@ -482,6 +482,7 @@ class Hub:
                     since = now - MAX_INTERVAL_SECONDS
                     self._sent = {name: t for name, t in self._sent.items() if t > since}
                     forgotten = now
+            woken = 0
             for name, counts in due:
                 try:
                     if counts is None:
@@ -489,6 +490,12 @@ class Hub:
                     self._send(name, counts)
                 except (redis.RedisError, ValueError) as error:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
+                # Many small audiences woken in a row hold the event loop as one large one.
+                audience = self.streams.get(name)
+                woken += len(audience.inboxes) if audience else 0
+                if woken >= WAKE_GROUP:
+                    time.sleep(WAKE_PAUSE_SECONDS)
+                    woken = 0
 
     def _send(self, name: str, counts: dict[str, int]) -> None:
         audience = self.streams.get(name)
