@@ -176,7 +176,7 @@ class Inbox:
 
 
 class Hub:
-    """The process's pub/sub listener and the queues of its open streams, by channel.
+    """The process's pub/sub listener and the audiences of its open streams, by channel.
 
     Open streams are capped per client address and per process: each holds a connection
     (and under gthread a thread), and a server whose connections are all streams answers
