@@ -19,6 +19,8 @@ from tests.processes import ServerProcesses
 from tests.test_cli import ONE_WRITE_RESPONSE, RecordingSocket, written
 from tests.test_metrics import figure
 from tests.test_stream_caps import Stream
+from widget import config
+from widget.config import ConfigError
 from widget.live import (
     END_OF_STREAM,
     MAX_INTERVAL_SECONDS,
@@ -58,6 +60,12 @@ def test_the_writes_stay_within_the_bound_whatever_the_audience(share, writes_pe
     writes = streams / delivery_interval(streams, writes_per_second)
 
     assert writes <= writes_per_second * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bad_fan_out_budget_stops_the_server_naming_its_variable(value):
+    with pytest.raises(ConfigError, match="REACTIONS_LIVE_WRITES_PER_SECOND"):
+        config.load({"REACTIONS_LIVE_WRITES_PER_SECOND": value})
 
 
 @pytest.mark.parametrize(

@@ -87,8 +87,8 @@ def delivery_interval(streams: int, writes_per_second: int) -> float:
 
     Each stream then gets at most one event per interval whichever articles change, so the
     process writes at most `writes_per_second` events a second to its streams, whatever the
-    audience, up to `writes_per_second * MAX_INTERVAL_SECONDS` streams (the per-process
-    cap's default keeps within it)."""
+    audience, up to `writes_per_second * MAX_INTERVAL_SECONDS` streams; beyond, one event a
+    second per stream, up to the per-process cap."""
     return min(max(streams / writes_per_second, MIN_INTERVAL_SECONDS), MAX_INTERVAL_SECONDS)
 
 
@@ -188,7 +188,7 @@ class Hub:
         store: Store,
         per_client: int = 50,
         per_process: int = 10_000,
-        writes_per_second: int = 10_000,
+        writes_per_second: int = 5_000,
     ):
         self.store = store
         self.writes_per_second = writes_per_second
