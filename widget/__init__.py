@@ -70,6 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.extensions["reactions"],
         per_client=settings["REACTIONS_STREAMS_PER_CLIENT"],
         per_process=settings["REACTIONS_STREAMS_PER_PROCESS"],
+        writes_per_second=settings["REACTIONS_LIVE_WRITES_PER_SECOND"],
     )
     app.extensions["reactions_live"] = hub
     app.extensions["reactions"].on_change.append(hub.remember)

@@ -35,7 +35,15 @@ DEFAULTS = {
     "REACTIONS_PUBLIC_URL": "",
     "REACTIONS_ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
     "REACTIONS_STREAMS_PER_CLIENT": 50,
+    # An open stream costs a worker about 25 MiB per 1,000 (docs/benchmarks.md, "10,000 live
+    # streams"): 10,000 is about 250 MiB per process, two such workers and Redis fit in 1 GiB,
+    # and at one event a second each, the most events it writes is 10,000 a second.
     "REACTIONS_STREAMS_PER_PROCESS": 10_000,
+    # The events a process writes to its open streams per second, whatever the audience, up
+    # to this many streams (beyond, each gets one a second): each article's interval between
+    # two events grows with the process's open streams. 5,000 kept votes/s at 0.5-0.9 of the
+    # rate with no stream open, 10,000 at 0.37-0.48 (docs/benchmarks.md).
+    "REACTIONS_LIVE_WRITES_PER_SECOND": 5_000,
     "REACTIONS_LOG_FORMAT": "plain",
     "REACTIONS_METRICS_TOKEN": "",
 }
@@ -176,6 +184,13 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping | None = N
         int,
         0,
         1_000_000,
+    )
+    settings["REACTIONS_LIVE_WRITES_PER_SECOND"] = _number(
+        "REACTIONS_LIVE_WRITES_PER_SECOND",
+        settings["REACTIONS_LIVE_WRITES_PER_SECOND"],
+        int,
+        1,
+        10_000_000,
     )
     hosts = settings["REACTIONS_ALLOWED_HOSTS"]
     settings["REACTIONS_ALLOWED_HOSTS"] = _allowed_hosts(

@@ -56,7 +56,15 @@ RECONNECT_MILLISECONDS = 3000
 # threads (gthread): the rest stays free for votes, reads and /healthz.
 STREAMS_SHARE = 0.75
 STREAM_RETRY_AFTER_SECONDS = 30
-COALESCE_SECONDS = 0.05
+# An article's streams get at most one event per interval, from the least (a small audience:
+# as live as before) to the most (one a second on a busy article still feels live); between
+# the two it grows with the process's open streams (see delivery_interval).
+MIN_INTERVAL_SECONDS = 0.05
+MAX_INTERVAL_SECONDS = 1.0
+# An article's streams are woken this many at a time, with a pause between two groups in
+# which a gevent worker's event loop polls its sockets (any timer does; sleep(0) does not).
+WAKE_GROUP = 256
+WAKE_PAUSE_SECONDS = 0.0001
 LISTEN_BATCH_SECONDS = 0.02
 SUBSCRIBE_SECONDS = 5.0
 # A subscription that has heard nothing this long is asked a PING (see Hub._hear).
@@ -82,27 +90,130 @@ class TooManyStreams(Exception):
         self.scope = scope
 
 
+def delivery_interval(streams: int, writes_per_second: int) -> float:
+    """The least time between two events of an article, in a process with `streams` open.
+
+    Each stream then gets at most one event per interval whichever articles change, so the
+    process writes at most `writes_per_second` events a second to its streams, whatever the
+    audience, up to `writes_per_second * MAX_INTERVAL_SECONDS` streams; beyond, one event a
+    second per stream, up to the per-process cap."""
+    return min(max(streams / writes_per_second, MIN_INTERVAL_SECONDS), MAX_INTERVAL_SECONDS)
+
+
+def next_due(last_sent: float | None, now: float, interval: float) -> float:
+    """When an article's change may go out to its streams: at once after a quiet spell of an
+    interval (a lone vote is not delayed), else once the interval since its last event is
+    over."""
+    return now if last_sent is None else max(now, last_sent + interval)
+
+
+class Audience:
+    """The open streams of one article in a process: the newest event sent them, and the
+    signals they wait on. A change is thus one assignment and a signal per group of streams,
+    not one queue entry per stream, and a stream that fell behind skips to the newest counts.
+
+    The streams are woken a group at a time, the event loop polling between two groups:
+    thousands of streams woken at once would hold a gevent worker for longer than a vote's
+    Redis timeout."""
+
+    def __init__(self) -> None:
+        self.inboxes: set[Inbox] = set()
+        # (number of events sent so far, the newest event, the number that ended the
+        # streams open before it): replaced whole, so a reader sees one consistent triple.
+        self.latest: tuple[int, str | None, int] = (0, None, 0)
+        self._signals: list[threading.Event] = [threading.Event()]
+
+    def join(self, inbox: Inbox) -> int:
+        """The group of a new stream: about WAKE_GROUP streams in each."""
+        self.inboxes.add(inbox)
+        group = (len(self.inboxes) - 1) // WAKE_GROUP
+        if group >= len(self._signals):
+            self._signals.append(threading.Event())
+        return group
+
+    def send(self, event: str) -> None:
+        number, _, ended = self.latest
+        self._publish((number + 1, event, ended))
+
+    def end(self) -> None:
+        """Ends the streams open now; those opened afterwards go on."""
+        number, event, _ = self.latest
+        self._publish((number + 1, event, number + 1))
+
+    def _publish(self, latest: tuple[int, str | None, int]) -> None:
+        # The new state first, then new signals, then the old ones set: a stream that took
+        # an old signal is woken, one that takes a new signal already sees the new state.
+        self.latest = latest
+        signals = self._signals
+        self._signals = [threading.Event() for _ in signals]
+        for number, signal in enumerate(signals):
+            if number:
+                time.sleep(WAKE_PAUSE_SECONDS)
+            signal.set()
+
+    def wait(self, group: int, seen: int, timeout: float) -> tuple[int, str | None, int]:
+        # Any signal of the moment is set by the next event: a group that a concurrent
+        # publish left out of the new list waits on another one.
+        signals = self._signals
+        changed = signals[min(group, len(signals) - 1)]
+        if self.latest[0] == seen:
+            changed.wait(timeout)
+        return self.latest
+
+
+class Inbox:
+    """One stream's view of its article's audience, with queue.Queue's `get`: the newest
+    event it has not had, END_OF_STREAM once its stream is ended, queue.Empty when nothing
+    came within `timeout`."""
+
+    __slots__ = ("audience", "group", "opened", "seen")
+
+    def __init__(self, audience: Audience):
+        self.audience = audience
+        self.opened = self.seen = audience.latest[0]
+        self.group = audience.join(self)
+
+    def get(self, timeout: float) -> str | None:
+        number, event, ended = self.audience.wait(self.group, self.seen, timeout)
+        if ended > self.opened:
+            return END_OF_STREAM
+        if number == self.seen:
+            raise queue.Empty
+        self.seen = number
+        return event
+
+
 class Hub:
-    """The process's pub/sub listener and the queues of its open streams, by channel.
+    """The process's pub/sub listener and the audiences of its open streams, by channel.
 
     Open streams are capped per client address and per process: each holds a connection
     (and under gthread a thread), and a server whose connections are all streams answers
     nothing else, not even /healthz. Beyond a cap the widget polls.
     """
 
-    def __init__(self, store: Store, per_client: int = 50, per_process: int = 10_000):
+    def __init__(
+        self,
+        store: Store,
+        per_client: int = 50,
+        per_process: int = 10_000,
+        writes_per_second: int = 5_000,
+    ):
         self.store = store
-        self.streams: dict[str, set[queue.Queue]] = {}
+        self.writes_per_second = writes_per_second
+        self.streams: dict[str, Audience] = {}
         self.count = 0
         self.per_client = per_client
         self.per_process = per_process
         self._clients: dict[str, int] = {}  # open streams by client address
-        self._owners: dict[queue.Queue, str] = {}
+        self._owners: dict[Inbox, str] = {}
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
         # Counts to send by channel; None: read them first (the site's reaction set changed).
         self._pending: dict[str, dict[str, int] | None] = {}
+        # When each article's streams were last sent an event (time.monotonic()); older
+        # than the longest interval, forgotten.
+        self._sent: dict[str, float] = {}
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._pid = 0
@@ -118,33 +229,35 @@ class Hub:
         room = connections if threads is None else min(connections, threads)
         self.per_process = min(self.per_process, int(room * STREAMS_SHARE))
 
-    def open(self, site: str, article: str, client: str = "") -> queue.Queue:
+    def open(self, site: str, article: str, client: str = "") -> Inbox:
         """A new stream's inbox; raises TooManyStreams over a cap. Every inbox opened must
         be closed (`close` may be called more than once)."""
         self._ensure_listener()
-        # queue.Queue, not SimpleQueue: gevent's patched locks make its waits cooperative.
-        inbox: queue.Queue = queue.Queue()
         with self._lock:
             if self.count >= self.per_process:
                 raise TooManyStreams("process")
             if self._clients.get(client, 0) >= self.per_client:
                 raise TooManyStreams("client")
-            self.streams.setdefault(channel(site, article), set()).add(inbox)
+            name = channel(site, article)
+            audience = self.streams.get(name)
+            if audience is None:
+                audience = self.streams[name] = Audience()
+            inbox = Inbox(audience)
             self.count += 1
             metrics.STREAMS.inc()
             self._clients[client] = self._clients.get(client, 0) + 1
             self._owners[inbox] = client
         return inbox
 
-    def close(self, site: str, article: str, inbox: queue.Queue) -> None:
+    def close(self, site: str, article: str, inbox: Inbox) -> None:
         name = channel(site, article)
         with self._lock:
-            inboxes = self.streams.get(name)
-            if inboxes and inbox in inboxes:
-                inboxes.discard(inbox)
+            audience = self.streams.get(name)
+            if audience and inbox in audience.inboxes:
+                audience.inboxes.discard(inbox)
                 self.count -= 1
                 metrics.STREAMS.dec()
-                if not inboxes:
+                if not audience.inboxes:
                     del self.streams[name]
                 client = self._owners.pop(inbox)
                 if self._clients[client] > 1:
@@ -265,19 +378,18 @@ class Hub:
             self._generation += 1
             # After a failed attempt to subscribe, the open streams are those waiting for
             # the next one (the others ended when it was lost): they may go on then.
-            ending = self.streams.values() if was_connected else ()
-            inboxes = [inbox for inboxes in ending for inbox in inboxes]
-        for inbox in inboxes:
-            inbox.put(END_OF_STREAM)
+            ending = list(self.streams.values()) if was_connected else ()
+        for audience in ending:
+            audience.end()
 
     def end_streams(self) -> None:
         """Ends every open stream (the server is stopping): each browser reconnects, to a
         process that serves. An open stream would otherwise hold up a graceful stop for its
         whole timeout."""
         with self._lock:
-            inboxes = [inbox for inboxes in self.streams.values() for inbox in inboxes]
-        for inbox in inboxes:
-            inbox.put(END_OF_STREAM)
+            ending = list(self.streams.values())
+        for audience in ending:
+            audience.end()
 
     def remember(self, site: str, article: str, counts: dict[str, int] | None) -> None:
         """This process changed an article: its cached counts are replaced (None: dropped)."""
@@ -352,30 +464,50 @@ class Hub:
                     self._wake.set()
 
     def _flush(self) -> None:
-        """Sends the newest counts of each changed article to its streams.
-
-        A busy article's votes are coalesced: at most one event per COALESCE_SECONDS goes to
-        each stream, so the work per stream stays flat however fast the votes come.
-        """
+        """Sends the newest counts of each changed article to its streams, at most one event
+        per article per `delivery_interval`: the first change after a quiet spell at once,
+        the changes within an interval as one event at its end, with the newest counts. The
+        work per vote thus stays flat however many watch and however fast they vote."""
+        wait: float | None = None
+        forgotten = time.monotonic()
         while True:
-            self._wake.wait()
+            self._wake.wait(wait)
             self._wake.clear()
             if self._stopped.is_set():
                 return
+            now = time.monotonic()
+            interval = delivery_interval(self.count, self.writes_per_second)
+            due, wait = [], None
             with self._lock:
-                pending, self._pending = self._pending, {}
-            for name, counts in pending.items():
+                for name in list(self._pending):
+                    ready = next_due(self._sent.get(name), now, interval)
+                    if ready <= now:
+                        due.append((name, self._pending.pop(name)))
+                        self._sent[name] = now
+                    elif wait is None or ready - now < wait:
+                        wait = ready - now
+                if now - forgotten > MAX_INTERVAL_SECONDS:
+                    since = now - MAX_INTERVAL_SECONDS
+                    self._sent = {name: t for name, t in self._sent.items() if t > since}
+                    forgotten = now
+            woken = 0
+            for name, counts in due:
                 try:
                     if counts is None:
                         counts = self.store.counts(*parse_channel(name))
                     self._send(name, counts)
                 except (redis.RedisError, ValueError) as error:
                     log.warning("live updates: cannot send %s (%s)", name, type(error).__name__)
-            time.sleep(COALESCE_SECONDS)
+                # Many small audiences woken in a row hold the event loop as one large one.
+                audience = self.streams.get(name)
+                woken += len(audience.inboxes) if audience else 0
+                if woken >= WAKE_GROUP:
+                    time.sleep(WAKE_PAUSE_SECONDS)
+                    woken = 0
 
     def _send(self, name: str, counts: dict[str, int]) -> None:
-        inboxes = self.streams.get(name)
-        if not inboxes:
+        audience = self.streams.get(name)
+        if audience is None:
             return
         scope, article = parse_channel(name)
         site_name, set_name = split_scope(scope)
@@ -390,8 +522,9 @@ class Hub:
         body = encoded_counts(site.name, article, counted.reactions, counts, extra)[0].decode()
         # Encoded once per message, whatever the number of streams.
         event = f"event: counts\ndata: {body}\n\n"
-        for inbox in list(inboxes):
-            inbox.put(event)
+        metrics.LIVE_EVENTS.inc()
+        metrics.LIVE_WRITES.inc(len(audience.inboxes))
+        audience.send(event)
 
 
 def drain(pubsub: redis.client.PubSub, newest: dict[str, str]) -> None:

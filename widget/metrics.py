@@ -59,6 +59,15 @@ STREAMS = Gauge(
     "Live-update streams open, summed over the workers.",
     multiprocess_mode="livesum",
 )
+LIVE_EVENTS = Counter(
+    "reactions_live_events",
+    "Live-update events encoded: one per article and change sent, whatever its audience.",
+)
+LIVE_WRITES = Counter(
+    "reactions_live_writes",
+    "Live-update events handed to open streams (the fan-out): at most about "
+    "REACTIONS_LIVE_WRITES_PER_SECOND a second per process.",
+)
 REDIS_SECONDS = Histogram(
     "reactions_redis_seconds",
     "Time of the Redis calls that answer a vote.",
