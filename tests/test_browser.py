@@ -92,6 +92,36 @@ def test_a_reader_reacts_changes_undoes_and_reloads(page, live_server, client):
     assert page.errors == []
 
 
+def test_a_late_answer_to_an_earlier_click_never_undoes_a_newer_one(page, live_server, client):
+    """A reader clicks Happy, then Sad before the server has answered: the answer to Happy,
+    arriving after the click on Sad, must not show Happy again nor remember it (a reload
+    before the answer to Sad showed no choice or the wrong one)."""
+    held = []
+    page.route(
+        "**/api/v1/reactions",
+        lambda route: held.append(route) if route.request.method == "POST" else route.fallback(),
+    )
+    page.goto(f"{live_server.url}/demo")
+    wait_for_bar(page)
+    button(page, "Happy").click()
+    button(page, "Sad").click()
+    assert pressed(page) == ["Sad"]
+
+    with page.expect_request(lambda r: r.method == "POST"):  # the chained vote for Sad
+        held[0].fulfill(response=held[0].fetch())  # the answer to Happy, late
+    assert pressed(page) == ["Sad"]
+    remembered = page.evaluate("() => JSON.parse(localStorage['emoji-reactions']).c")
+    assert remembered == {"demo slow-mornings": "sad"}
+
+    held[1].fulfill(response=held[1].fetch())
+    wait_for_percents(page, ["0%", "100%", "0%", "0%", "0%", "0%"])
+    page.reload()
+    wait_for_bar(page)
+    assert pressed(page) == ["Sad"]
+    body = client.get("/api/v1/reactions?site=demo&article=slow-mornings").get_json()
+    assert [r["count"] for r in body["reactions"]][:2] == [0, 1]
+
+
 def test_two_readers_share_the_percentages(browser, live_server, client):
     for label in ("Happy", "Sad"):
         context = browser.new_context(user_agent=BROWSER_UA)

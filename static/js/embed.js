@@ -308,10 +308,9 @@ details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:
           url: this.url, title: this.heading,
         });
         this.chain = this.chain.then(() => request(api, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body })
-          .then((data) => {
-            choice(this.key, data.mine);
-            show(this.key, data);
-          }, (error) => {
+          // Only the answer to the newest click (whose choice is saved): an earlier one's
+          // must not undo it.
+          .then((data) => data.mine === this.mine && show(this.key, data), (error) => {
             Object.assign(this, { counts, mine });
             choice(this.key, mine);
             this.render();
