@@ -1,5 +1,6 @@
 """The `reactions` command: sites, and `serve` as an operator runs it."""
 
+import http.client
 import json
 import os
 import re
@@ -289,6 +290,38 @@ def test_a_stopping_server_ends_its_open_live_streams_at_once(tmp_path):
     output = "".join(server.output)
     assert code == 0, output
     assert "graceful timeout" not in output.lower(), output
+
+
+def test_a_stream_asked_again_of_a_stopping_server_is_refused_so_the_stop_does_not_wait(
+    tmp_path,
+):
+    """A browser whose stream ended as the server began to stop asks for it again, on the
+    connection it kept alive to the same, stopping worker: that worker answers 503 (the
+    widget retries later, reaching a serving process) rather than open a stream that
+    nothing would end, which held the stop for the whole graceful timeout."""
+    server = Server(tmp_path / "data").start()
+    path = "/api/v1/stream?site=demo&article=stopping"
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", path)
+        stream = connection.getresponse()
+        while not stream.readline().startswith(b"data:"):
+            pass
+        server.process.send_signal(signal.SIGTERM)
+        stream.read()  # the response ends; the connection stays open
+        connection.request("GET", path)
+        again = connection.getresponse()
+        refused = json.loads(again.read())
+        code = server.process.wait(timeout=30)
+        server.drain.join(timeout=10)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    output = "".join(server.output)
+    assert (again.status, refused["error"]) == (503, "live_unavailable"), output
+    assert code == 0, output
+    # The worker exits by itself; one the graceful timeout ran out on is killed, silently.
+    assert "Worker exiting" in output, output
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,10 @@ END_OF_STREAM = None
 MAX_CACHED_ARTICLES = 50_000
 
 
+class Stopping(Exception):
+    """No stream opened: the process is stopping (see `Hub.end_streams`)."""
+
+
 class TooManyStreams(Exception):
     """No stream opened: the client (`scope` "client") or the process ("process") has as
     many open as it may."""
@@ -203,6 +207,7 @@ class Hub:
         self.streams: dict[str, Audience] = {}
         self.count = 0
         self.per_client = per_client
+        self._ending = False  # the process is stopping: no new stream
         self.per_process = per_process
         self._clients: dict[str, int] = {}  # open streams by client address
         self._owners: dict[Inbox, str] = {}
@@ -230,10 +235,13 @@ class Hub:
         self.per_process = min(self.per_process, int(room * STREAMS_SHARE))
 
     def open(self, site: str, article: str, client: str = "") -> Inbox:
-        """A new stream's inbox; raises TooManyStreams over a cap. Every inbox opened must
-        be closed (`close` may be called more than once)."""
+        """A new stream's inbox; raises TooManyStreams over a cap, Stopping once the
+        process's streams were ended. Every inbox opened must be closed (`close` may be
+        called more than once)."""
         self._ensure_listener()
         with self._lock:
+            if self._ending:
+                raise Stopping()
             if self.count >= self.per_process:
                 raise TooManyStreams("process")
             if self._clients.get(client, 0) >= self.per_client:
@@ -385,8 +393,10 @@ class Hub:
     def end_streams(self) -> None:
         """Ends every open stream (the server is stopping): each browser reconnects, to a
         process that serves. An open stream would otherwise hold up a graceful stop for its
-        whole timeout."""
+        whole timeout. New ones are refused from now on: a browser that reconnects on a
+        kept-alive connection to this process would otherwise open one it never ends."""
         with self._lock:
+            self._ending = True
             ending = list(self.streams.values())
         for audience in ending:
             audience.end()
@@ -593,6 +603,8 @@ def stream():
         inbox = hub.open(name, article, stream_client(client_address(request)))
     except TooManyStreams as error:
         return too_many_streams(error.scope)
+    except Stopping:
+        return live_unavailable()
     # Without a subscription the stream would hear nothing: the widget is told to back off
     # and poll. A subscription being made (a new worker's, or after a lost node) is waited for.
     if not hub.connected.wait(timeout=STREAM_WAIT_SECONDS):
