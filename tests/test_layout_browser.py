@@ -58,3 +58,32 @@ def test_every_reaction_is_visible_and_tappable(browser, live_server, store, wid
         assert outer["left"] <= button["left"] and button["right"] <= outer["right"]
         assert outer["top"] <= button["top"] and button["bottom"] <= outer["bottom"]
         assert button["left"] >= 0 and button["right"] <= width
+
+
+COMPACT_ROW = 28  # px, the height the README tells site owners to reserve for a compact set
+
+
+@pytest.mark.parametrize("width", [320, 1280])
+def test_a_compact_set_is_one_row_of_the_height_the_readme_states(browser, live_server, width):
+    """The demo's like/dislike pair (style `count`) above the six emotions: exactly 28px high,
+    so the reserved height holds, with buttons above WCAG 2.2's 24 × 24px minimum target."""
+    context = browser.new_context(user_agent=BROWSER_UA, viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/demo/thumbs")
+    page.wait_for_function(
+        "() => document.querySelector('emoji-reactions[data-set=thumbs]').shadowRoot"
+        "?.querySelectorAll('.c button').length === 2"
+    )
+    bar = page.evaluate(
+        """() => { const bar = document.querySelector('emoji-reactions[data-set=thumbs]');
+             const box = (e) => { const r = e.getBoundingClientRect();
+               return {top: r.top, bottom: r.bottom, width: r.width, height: r.height}; };
+             return {box: box(bar), buttons: [...bar.shadowRoot.querySelectorAll('button')]
+               .filter((b) => b.offsetParent).map(box)}; }"""
+    )
+    context.close()
+    assert bar["box"]["height"] == COMPACT_ROW
+    assert len(bar["buttons"]) == 2
+    for button in bar["buttons"]:
+        assert button["width"] >= 24 and button["height"] >= 24
+        assert bar["box"]["top"] <= button["top"] and button["bottom"] <= bar["box"]["bottom"]

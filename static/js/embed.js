@@ -153,7 +153,7 @@ b{font:22px/1.2 "Noto Color Emoji",sans-serif}\
 [aria-pressed=true]{font-weight:600}\
 p{margin:4px 0 0}p:empty{display:none}\
 :host([data-set]){min-height:28px}.c{display:flex}.c button{display:flex;gap:4px;padding:4px 9px}\
-.c i,.c span{display:none}.c b{font-size:16px}\
+.c i,.c span{display:none}.c b{font-size:15px}\
 details{margin-top:4px}summary{cursor:pointer}ul{margin:4px 0}li button{padding:6px 10px}\
 @media (prefers-reduced-motion:no-preference){i{transition:height .3s}}`;
   let sheet;
