@@ -22,13 +22,13 @@ def test_the_shipped_script_is_built_from_the_current_source():
     assert built.group(1) == wanted, "static/js/embed.js changed: run scripts/build_embed.py"
 
 
-def test_the_script_fits_in_3660_bytes_gzipped(client):
+def test_the_script_fits_in_3670_bytes_gzipped(client):
     """3,400 until named reaction sets (data-set, the compact style, one batch for every set)
-    added 282 bytes, to 3,658."""
+    added 282 bytes, to 3,658; a read of the counts before each stream retry, 5 more."""
     body = client.get("/embed.js").data
     size = len(gzip.compress(body, 9))
     print(f"\nembed.js: {len(body)} bytes, {size} gzipped")
-    assert size <= 3660
+    assert size <= 3670
 
 
 def test_the_script_is_served_minified_and_cached(client):

@@ -108,12 +108,12 @@
   const connect = (link) => {
     // set= (empty) is the default set.
     const query = new URLSearchParams({ site: link.site, article: link.article, set: link.set });
-    const again = () => watch(link);
     const shown = (data) => show(link.key, data);
+    const poll = () => request(api + '?' + query).then(shown, () => shown()).finally(() => watch(link));
     if (link.fails > 3 || live == 'poll') {
       // For the rest of the page's life: four streams failing in a row are more often a
       // proxy that buffers them than an outage.
-      later(link, pollMs, () => request(api + '?' + query).then(shown, () => shown()).finally(again));
+      later(link, pollMs, poll);
       return;
     }
     const source = link.source = new EventSource(api.replace(/reactions$/, 'stream?') + query);
@@ -123,7 +123,9 @@
     });
     source.onerror = () => {
       stop(link);
-      later(link, 500 * 2 ** ++link.fails, again); // 1 s, 2 s, 4 s, 8 s, then polls
+      // The counts first, then the stream again: a reader refused a stream (429: a cap) or
+      // whose server stopped sees the news at each retry, not only once polling starts.
+      later(link, 500 * 2 ** ++link.fails, poll); // 1 s, 2 s, 4 s, 8 s, then polls
     };
   };
   const seen = new IntersectionObserver((entries) => entries.forEach((entry) => {
