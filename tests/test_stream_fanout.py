@@ -21,7 +21,7 @@ from tests.test_metrics import figure
 from tests.test_stream_caps import Stream
 from widget import config
 from widget.config import ConfigError
-from widget.live import (
+from widget.fanout import (
     END_OF_STREAM,
     MAX_INTERVAL_SECONDS,
     MIN_INTERVAL_SECONDS,
