@@ -63,8 +63,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         n = settings["REACTIONS_TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
-    # admin_export adds the export routes to the admin blueprint, before it is registered.
-    from . import admin, admin_export, api, embed, errors, live, metrics  # noqa: F401
+    # admin_export and admin_sets add their routes to the admin blueprint, before it is
+    # registered.
+    from . import admin, admin_export, admin_sets, api, embed, errors, live, metrics  # noqa: F401
 
     hub = live.Hub(
         app.extensions["reactions"],
