@@ -476,3 +476,32 @@ def test_a_removed_set_keeps_its_counts(cli, client, blog, redis_client, listeni
     assert cli("sets", "add", "blog", "thumbs").exit_code == 0
     wait_until(lambda: thumbs_status(client) == 200, timeout=2)
     assert read(client, "post", "thumbs")["total"] == 1
+
+
+def test_an_articles_first_vote_in_each_set_counts_against_the_sites_new_articles_budget(
+    redis_url, redis_client
+):
+    """A set keeps its own record of each article, so an article's first vote in a set is a
+    new article for the site's hourly budget (which bounds the keys strangers can make),
+    shared by all its sets, as docs/configuration.md says."""
+    app = create_app(
+        {"REDIS_URL": redis_url, "REACTIONS_SECRET_KEY": SECRET}
+        | NO_LIMITS
+        | {"REACTIONS_NEW_ARTICLES_PER_HOUR": 2}
+    )
+    try:
+        app.extensions["reactions"].save_site(Site("blog", (ORIGIN,), sets=(THUMBS,)))
+        client = app.test_client()
+        client.environ_base["HTTP_USER_AGENT"] = BROWSER_UA
+        vote(client, "post", "happy")
+        vote(client, "post", "like", "thumbs")
+        vote(client, "post", "dislike", "thumbs", token=OTHER_TOKEN)  # not new: still counted
+        body = {"site": "blog", "article": "another", "reader": TOKEN, "reaction": "like"}
+        refused = client.post(
+            "/api/v1/reactions", json=body | {"set": "thumbs"}, headers={"Origin": ORIGIN}
+        )
+        assert refused.status_code == 429, refused.json
+        assert counts(read(client, "post", "thumbs")) == {"like": 1, "dislike": 1}
+        assert read(client, "another", "thumbs")["total"] == 0
+    finally:
+        app.extensions["reactions_live"].stop()
