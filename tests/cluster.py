@@ -154,8 +154,8 @@ class LocalCluster:
         return sorted({master for _, _, master, _ in self.slots()})
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Every live node says the cluster is ok, every slot has a live master, and every
-        replica is in sync with it."""
+        """Every live node says the cluster is ok and flags no live node as failing, every
+        slot has a live master, and every replica is in sync with it."""
         deadline = time.monotonic() + timeout
         while not self._healthy():
             if time.monotonic() > deadline:
@@ -168,6 +168,12 @@ class LocalCluster:
             for port in alive:
                 if self.node(port).cluster("INFO").get("cluster_state") != "ok":
                     return False
+                # A live node some node still flags as failing (a stopped one that resumed)
+                # is one a client may still keep off.
+                for address, details in self.node(port).cluster("NODES").items():
+                    flagged = {"fail", "fail?"} & set(details["flags"].split(","))
+                    if flagged and int(address.rsplit(":", 1)[1]) in alive:
+                        return False
             ranges = self.slots()
             if sum(last - first + 1 for first, last, *_ in ranges) != 16384:
                 return False
