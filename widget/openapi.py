@@ -97,6 +97,23 @@ OWN_ERRORS = {
 }
 
 
+def batch_items(name: str, items: dict) -> dict:
+    """A repeated, optional query parameter of the batch read (`?name=a&name=b`)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "schema": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_BATCH_ARTICLES,
+            "items": items,
+        },
+    }
+
+
 def document() -> dict:
     return {
         "openapi": "3.0.3",
@@ -152,37 +169,16 @@ def document() -> dict:
                     "set's under `articles`, a named set's under `sets` and its name.",
                     "parameters": [
                         SITE,
-                        {
-                            "name": "article",
-                            "in": "query",
-                            "required": False,
-                            "style": "form",
-                            "explode": True,
-                            "schema": {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": MAX_BATCH_ARTICLES,
-                                "items": ARTICLE_ID,
+                        batch_items("article", ARTICLE_ID),
+                        batch_items(
+                            "set_article",
+                            {
+                                "type": "string",
+                                "maxLength": 33 + MAX_ARTICLE_LENGTH,
+                                "pattern": f"^{SET_NAME_PATTERN}:" + ARTICLE_ID["pattern"][1:],
+                                "example": "thumbs:first-post",
                             },
-                        },
-                        {
-                            "name": "set_article",
-                            "in": "query",
-                            "required": False,
-                            "style": "form",
-                            "explode": True,
-                            "schema": {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": MAX_BATCH_ARTICLES,
-                                "items": {
-                                    "type": "string",
-                                    "maxLength": 33 + MAX_ARTICLE_LENGTH,
-                                    "pattern": f"^{SET_NAME_PATTERN}:" + ARTICLE_ID["pattern"][1:],
-                                    "example": "thumbs:first-post",
-                                },
-                            },
-                        },
+                        ),
                     ],
                     "responses": {
                         "200": _json("Each article's reactions, keyed as asked", "Batch"),
